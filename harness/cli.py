@@ -1,0 +1,150 @@
+"""The `distillbench` command line. Bad input exits with status 2 and one line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import UserError
+
+app = typer.Typer(
+    name="distillbench",
+    help="Benchmark chain-of-thought distillation from teacher chains, positives and negatives.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+# a pipe or a CI log gets wide lines instead of rich's 80-column default
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True)
+
+StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $DISTILLBENCH_HOME or ./.distillbench).")]
+TrackingOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (default: the store's SQLite database).")]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.steps=100 or grid.method.name=[dss].")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _store(store: Path | None):
+    from harness.store import Store
+
+    return Store(store)
+
+
+@app.command()
+def run(spec: Path, overrides: Overrides = None, store: StoreOpt = None, tracking_uri: TrackingOpt = None, quiet: QuietOpt = False) -> None:
+    """Run one cell from a run spec (YAML) and print its results."""
+    from harness.config import load_run
+    from harness.grid import print_table, run_grid
+
+    s = load_run(spec, overrides or [])
+    st = _store(store)
+    run_grid([(s.name, s)], s.name, st, tracking_uri, err, show_progress=not quiet)
+    print_table(tracking_uri or st.tracking_uri, s.name, out)
+
+
+@app.command()
+def grid(
+    spec: Path,
+    overrides: Overrides = None,
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the cells; run nothing.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run every cell of a grid spec (YAML), skipping finished cells, and print the table."""
+    from harness.config import load_grid
+    from harness.grid import print_table, run_grid
+    from harness.run import prepare
+
+    g = load_grid(spec, overrides or [])
+    cells = g.cells()
+    if dry_run:
+        for cell, s in cells:
+            prepare(s)
+            out.print(f"{cell}: task={s.task.name} method={s.method.name} student={s.student.model}/{s.student.family} steps={s.train.steps} schemes={','.join(s.eval.schemes)}")
+        out.print(f"{len(cells)} cells")
+        return
+    st = _store(store)
+    run_grid(g, g.name, st, tracking_uri, err, show_progress=not quiet)
+    print_table(tracking_uri or st.tracking_uri, g.name, out)
+
+
+@app.command()
+def results(experiment: Annotated[Optional[str], typer.Argument(help="Experiment (grid) name; all when omitted.")] = None, store: StoreOpt = None, tracking_uri: TrackingOpt = None) -> None:
+    """Print the results table from MLflow."""
+    from harness.grid import print_table
+
+    print_table(tracking_uri or _store(store).tracking_uri, experiment, out)
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks and their options."""
+    from tasks import TASKS, task_options
+
+    t = Table("task", "options (defaults)")
+    for name in TASKS:
+        t.add_row(name, ", ".join(f"{k}={v!r}" for k, v in task_options(name).items()))
+    out.print(t)
+
+
+@app.command()
+def methods() -> None:
+    """List the methods, what they train on, and their citation."""
+    import dataclasses
+
+    from methods import METHODS
+
+    t = Table("method", "consumes", "options (defaults)", "citation")
+    for name, m in METHODS.items():
+        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(m.config))
+        t.add_row(name, m.consumes, opts or "-", m.citation)
+    out.print(t)
+
+
+@app.command("tiny-model")
+def tiny_model(
+    family: Annotated[str, typer.Option(help="t5 (seq2seq) or llama (causal).")],
+    task: Annotated[str, typer.Option(help="Task whose train split trains the tokenizer.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the model to.")],
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="Task option key=value (repeatable).")] = None,
+) -> None:
+    """Build a tiny randomly initialised student (tokenizer trained on the task's text)."""
+    from harness.config import parse_override
+    from harness.models import FAMILIES, build_tiny_model, corpus
+    from tasks import get_task
+
+    if family not in FAMILIES:
+        from harness.errors import unknown
+
+        raise unknown("model family", family, FAMILIES)
+    t = get_task(task, **dict(parse_override(o) for o in option or []))
+    path = build_tiny_model(family, corpus(t, t.load("train")), out_dir)  # type: ignore[arg-type]
+    out.print(f"wrote a tiny {family} model to {path}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

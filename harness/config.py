@@ -1,0 +1,256 @@
+"""Run and grid specs: YAML files validated on load, with `key=value` overrides.
+
+A run spec describes one grid cell: task, teacher, student, method, training, decoding and
+evaluation. A grid spec is a `base` run spec plus `grid:` axes (dotted keys -> lists of values);
+its cells are the cartesian product of the axes applied to the base.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import UserError, did_you_mean
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Open(BaseModel):
+    """A section whose extra keys are validated by what it names (a task's or method's options)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TaskSpec(Open):
+    """`name` plus the task's options, e.g. {name: arith, n_train: 2000}."""
+
+    data_dir: str | None = None
+
+
+class MethodSpec(Open):
+    """`name` plus fields of the method's config dataclass, e.g. {name: dss, alpha: 0.5}."""
+
+
+class TeacherSpec(Strict):
+    name: str = "oracle"
+    k: int = Field(1, ge=1)  # chains per example
+    wrong_rate: float = Field(0.0, ge=0.0, le=1.0)  # oracle only: share of slipped chains
+    seed: int = 0
+
+
+class TinySpec(Strict):
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 512
+    vocab_size: int = 384
+    seed: int = 0
+
+
+class StudentSpec(Strict):
+    model: str = "tiny"  # "tiny" (built offline from the task's text), a hub id or a local path
+    family: Literal["t5", "llama"] = "t5"  # used for "tiny"; a real model's family is read from its config
+    tiny: TinySpec = TinySpec()
+    max_input_len: int = 256
+    max_target_len: int = 128
+
+
+class TrainSpec(Strict):
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = 0.0
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float = 1.0
+    eval_every: int = Field(200, ge=1)
+    log_every: int = Field(10, ge=1)
+
+
+class DecodeSpec(Strict):
+    backend: Literal["hf"] = "hf"
+    temperature: float = Field(0.7, gt=0)  # for sampled schemes; greedy always uses T=0
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(256, ge=1)  # sequences per generate call
+    seed: int = 0
+
+
+class EvalSpec(Strict):
+    schemes: list[str] = ["greedy"]  # "name" or "name@k"
+    untrained: bool = True  # also score the student before training
+    bootstrap: int = Field(2000, ge=100)  # resamples for the 95% intervals
+
+    @field_validator("schemes")
+    @classmethod
+    def _schemes(cls, v: list[str]) -> list[str]:
+        from harness.aggregate import parse_scheme
+
+        for s in v:
+            parse_scheme(s)
+        if not v:
+            raise ValueError("at least one scheme")
+        return v
+
+
+class RunSpec(Strict):
+    name: str = "run"
+    task: TaskSpec
+    method: MethodSpec
+    teacher: TeacherSpec = TeacherSpec()
+    student: StudentSpec = StudentSpec()
+    train: TrainSpec = TrainSpec()
+    decode: DecodeSpec = DecodeSpec()
+    eval: EvalSpec = EvalSpec()
+    seed: int = 0
+
+    def flat(self) -> dict[str, Any]:
+        return flatten(self.model_dump(mode="json"))
+
+
+class GridSpec(Strict):
+    name: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]] = {}
+
+    def cells(self) -> list[tuple[str, RunSpec]]:
+        """(cell name, validated run spec) for every point of the grid."""
+        axes = list(self.grid.items())
+        out = []
+        for values in itertools.product(*(v for _, v in axes)):
+            data = {**self.base, "name": self.name}
+            parts = []
+            for (k, _), val in zip(axes, values, strict=True):
+                data = set_dotted(data, k, val)
+                parts.append(f"{axis_label(k)}={val}")
+            cell = ",".join(parts) or self.name
+            out.append((cell, validate(RunSpec, data, where=f"cell {cell}")))
+        return out
+
+
+def axis_label(key: str) -> str:
+    """Short column name for a grid axis: 'method.name' -> 'method', 'student.family' -> 'family'."""
+    head, _, last = key.rpartition(".")
+    return head.rpartition(".")[2] if last == "name" and head else last
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of `data` with data[a][b][c] = value for key "a.b.c"."""
+    head, _, rest = key.partition(".")
+    new = dict(data)
+    if rest:
+        sub = new.get(head)
+        if sub is not None and not isinstance(sub, dict):
+            raise UserError(f"cannot set {key!r}: {head!r} is not a section")
+        new[head] = set_dotted(sub or {}, rest, value)
+    else:
+        new[head] = value
+    return new
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'train.steps=5' -> ('train.steps', 5); the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"bad override {text!r}: expected key=value, e.g. train.steps=100")
+    try:
+        return key.strip(), yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        return key.strip(), value
+
+
+def _check_keys(data: Any, model: type[BaseModel], prefix: str = "") -> None:
+    """Unknown keys -> one-line UserError with did-you-mean (pydantic's message is a paragraph)."""
+    if not isinstance(data, dict) or model.model_config.get("extra") == "allow":
+        return
+    fields = model.model_fields
+    for k, v in data.items():
+        if k not in fields:
+            raise UserError(f"unknown spec key {prefix + str(k)!r}{did_you_mean(prefix + str(k), [prefix + f for f in fields])}")
+        ann = fields[k].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            _check_keys(v, ann, f"{prefix}{k}.")
+
+
+def validate(model: type[BaseModel], data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping of spec keys, got {type(data).__name__}")
+    _check_keys(data, model)
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise UserError(f"{where}: {loc}: {err['msg']}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"spec file {str(p)!r} not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{p}:{where} invalid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: expected a mapping at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for o in overrides:
+        k, v = parse_override(o)
+        data = set_dotted(data, k, v)
+    return data
+
+
+def load_run(path: str | Path, overrides: list[str] = ()) -> RunSpec:  # type: ignore[assignment]
+    return validate(RunSpec, apply_overrides(load_yaml(path), list(overrides)), where=str(path))
+
+
+def load_grid(path: str | Path, overrides: list[str] = ()) -> GridSpec:  # type: ignore[assignment]
+    """Overrides apply to the base (`train.steps=5`) or replace an axis (`grid.method.name=[dss]`)."""
+    data = load_yaml(path)
+    _check_keys(data, GridSpec)
+    data = {**data, "base": dict(data.get("base") or {}), "grid": dict(data.get("grid") or {})}
+    for o in overrides:
+        k, v = parse_override(o)
+        if k.startswith("grid."):
+            axis = k[len("grid.") :]
+            data["grid"][axis] = v if isinstance(v, list) else [v]
+        else:
+            data["base"] = set_dotted(data["base"], k, v)
+    grid = validate(GridSpec, data, where=str(path))
+    # validate base keys once so a typo is reported against the base, not a cell
+    _check_keys(grid.base, RunSpec)
+    for axis in grid.grid:
+        _check_keys(set_dotted({}, axis, None), RunSpec)
+    return grid

@@ -1,0 +1,31 @@
+"""User-facing errors: the CLI prints them as one line and exits with status 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Bad input from the user (spec, name, file). Shown as one line, exit status 2."""
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """' (did you mean 'a' or 'b'?)' for the closest options, or a list of what exists."""
+    options = sorted(options)
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    if close:
+        return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    return " (choose from: " + ", ".join(options) + ")"
+
+
+def unknown(kind: str, name: str, options: Iterable[str]) -> UserError:
+    return UserError(f"unknown {kind} {name!r}{did_you_mean(name, options)}")
+
+
+def check_options(owner: str, options: Iterable[str], known: Iterable[str]) -> None:
+    """UserError for the first option not in `known`: "unknown option 'x' for method 'dss' ..."."""
+    known = list(known)
+    for key in options:
+        if key not in known:
+            raise UserError(f"unknown option {key!r} for {owner}{did_you_mean(key, known)}")

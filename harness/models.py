@@ -1,0 +1,186 @@
+"""Student models: build tiny offline ones, and load any model (hub id or local directory).
+
+A tiny model is a real Hugging Face model directory (config, weights, tokenizer written with
+`save_pretrained`), so every other part of the project loads it exactly like a hub model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.errors import UserError
+
+Family = Literal["t5", "llama"]
+FAMILIES: tuple[str, ...] = ("t5", "llama")
+
+PAD, EOS, BOS, UNK = "<pad>", "</s>", "<s>", "<unk>"
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Sizes of a tiny student. Head size is d_model / n_heads = 32: vLLM's CPU attention
+    supports nothing smaller, and the same directory must load there later."""
+
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 512
+    vocab_size: int = 384
+    max_positions: int = 512
+    seed: int = 0
+
+
+def corpus(task: Any, examples: Iterable[Any], extra: Iterable[str] = ()) -> list[str]:
+    """Text a tiny model's tokenizer is trained on: questions, gold answers and rationales
+    (the task's own correct chain when it can write one), plus `extra` (e.g. teacher chains)."""
+    texts: list[str] = []
+    write_chain = getattr(task, "write_chain", None)
+    for ex in examples:
+        texts += [ex.question, ex.answer]
+        if ex.rationale:
+            texts.append(ex.rationale)
+        elif write_chain is not None:
+            texts.append(write_chain(ex)[0])
+    return texts + list(extra)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, family: Family) -> Any:
+    """A byte-level BPE tokenizer trained on `texts`, with digits split one per token (as Llama's
+    tokenizer does) so that arithmetic is learnable by a small model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [PAD, EOS, BOS, UNK]
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    eos_id = tok.token_to_id(EOS)
+    bos_id = tok.token_to_id(BOS)
+    # T5 appends </s> to every input; Llama prepends <s>. The causal training code appends EOS
+    # to targets itself, so the causal tokenizer only adds BOS.
+    if family == "t5":
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, eos_id)]
+        )
+    else:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, bos_id)]
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        eos_token=EOS,
+        bos_token=BOS,
+        unk_token=UNK,
+        padding_side="right" if family == "t5" else "left",
+    )
+
+
+def build_tiny_model(family: Family, texts: Iterable[str], out: Path, cfg: TinyConfig = TinyConfig()) -> Path:
+    """Train a tokenizer on `texts`, build a randomly initialised model, save both to `out`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+
+    if family not in FAMILIES:
+        raise UserError(f"unknown model family {family!r} (choose from: {', '.join(FAMILIES)})")
+    if cfg.d_model % cfg.n_heads or cfg.d_model // cfg.n_heads < 32:
+        raise UserError(f"tiny model head size must be a whole number >= 32, got d_model={cfg.d_model}, n_heads={cfg.n_heads}")
+    quiet_transformers()
+    tokenizer = train_tokenizer(texts, cfg.vocab_size, family)
+    torch.manual_seed(cfg.seed)
+    common = dict(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    model: Any
+    if family == "t5":
+        config = T5Config(
+            d_model=cfg.d_model,
+            d_kv=cfg.d_model // cfg.n_heads,
+            num_heads=cfg.n_heads,
+            d_ff=cfg.d_ff,
+            num_layers=cfg.n_layers,
+            num_decoder_layers=cfg.n_layers,
+            feed_forward_proj="gated-gelu",  # T5 v1.1, the DSS/QCRD students
+            decoder_start_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=False,
+            **common,
+        )
+        model = T5ForConditionalGeneration(config)
+    else:
+        config = LlamaConfig(
+            hidden_size=cfg.d_model,
+            num_attention_heads=cfg.n_heads,
+            num_key_value_heads=cfg.n_heads,
+            intermediate_size=cfg.d_ff,
+            num_hidden_layers=cfg.n_layers,
+            max_position_embeddings=cfg.max_positions,
+            tie_word_embeddings=False,
+            **common,
+        )
+        model = LlamaForCausalLM(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def quiet_transformers() -> None:
+    """No per-file progress bars or info logs from transformers: the pipeline shows its own."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def load_model(name_or_path: str | Path, device: str = "cpu") -> tuple[Any, Any, Family]:
+    """Load (model, tokenizer, family) from a local directory or a hub id.
+
+    The family is read from the config: encoder-decoder models are "t5" (seq2seq), everything
+    else "llama" (causal). A missing model fails with one line, in seconds when offline.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    quiet_transformers()
+    name = str(name_or_path)
+    local = Path(name).is_dir()
+    if not local and (name.startswith((".", "/", "~")) or Path(name).exists()):
+        raise UserError(f"model directory {name!r} does not exist")
+    try:
+        config = AutoConfig.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        family: Family = "t5" if getattr(config, "is_encoder_decoder", False) else "llama"
+        cls = AutoModelForSeq2SeqLM if family == "t5" else AutoModelForCausalLM
+        model = cls.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        hint = " (hub access is off: HF_HUB_OFFLINE=1)" if _hub_offline() else ""
+        raise UserError(f"cannot load model {name!r}{hint}: {str(e).splitlines()[0]}") from None
+    if family == "llama":
+        tokenizer.padding_side = "left"  # batched generation continues from the right edge
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device), tokenizer, family

@@ -1,0 +1,98 @@
+"""The store: one directory holding content-addressed artifacts and the embedded MLflow database.
+
+    <root>/mlflow.db              MLflow tracking database (SQLite)
+    <root>/mlartifacts/           MLflow artifacts
+    <root>/models/<key>/          tiny students built here
+    <root>/banks/<key>.jsonl      teacher chains
+    <root>/checkpoints/<key>/     trained students (best on valid)
+    <root>/predictions/<key>.jsonl
+
+A key is the hash of everything that determines the artifact, so a finished artifact is never
+recomputed and a changed input never reuses a stale one. Every write is atomic (temp + rename):
+a crash leaves either the old state or the new one, never a half-written file that looks done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ROOT = ".distillbench"
+
+
+def content_key(obj: Any) -> str:
+    """A short stable hash of a JSON-able object (dict order does not matter)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("DISTILLBENCH_HOME") or DEFAULT_ROOT)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Store:
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.root = self.root.expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.root / "mlartifacts"
+
+    def file(self, kind: str, key: str, suffix: str = ".jsonl") -> Path:
+        return self.root / kind / f"{key}{suffix}"
+
+    def dir(self, kind: str, key: str) -> Path:
+        return self.root / kind / key
+
+    @contextlib.contextmanager
+    def atomic_dir(self, kind: str, key: str) -> Iterator[Path]:
+        """Yield a temp directory that becomes `dir(kind, key)` only if the block succeeds."""
+        final = self.dir(kind, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".tmp"))
+        try:
+            yield tmp
+            if final.exists():  # another process finished the same artifact first
+                shutil.rmtree(tmp)
+            else:
+                os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

@@ -1,0 +1,71 @@
+"""Teachers: where the chains a student learns from come from.
+
+For now only the offline oracle: a procedural task writes its own worked solution, and a
+seeded share of the chains carries one plausible slip, which gives labelled negatives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+from harness.errors import UserError
+from harness.types import Chain, Example
+
+ORACLE_SOURCE = "teacher:oracle"
+
+
+def example_rng(seed: int, example_id: str) -> random.Random:
+    """A Random for one example that is the same in every process (Python's hash() is salted)."""
+    digest = hashlib.sha256(f"{seed}\0{example_id}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def oracle_chains(
+    task: Any, examples: list[Example], k: int, wrong_rate: float, seed: int
+) -> list[Chain]:
+    """k chains per example, each one slipped (wrong) with probability wrong_rate."""
+    write_chain = getattr(task, "write_chain", None)
+    if write_chain is None:
+        raise UserError(
+            f"teacher 'oracle' only works for procedural tasks: task {task.name!r} "
+            "cannot write its own chains"
+        )
+    if not 0.0 <= wrong_rate <= 1.0:
+        raise UserError(f"teacher 'oracle': wrong_rate must be in [0, 1], got {wrong_rate}")
+    if k < 1:
+        raise UserError(f"teacher 'oracle': k must be >= 1, got {k}")
+    chains = []
+    for ex in examples:
+        rng = example_rng(seed, ex.id)
+        for i in range(k):
+            slipped = rng.random() < wrong_rate
+            text, _ = write_chain(ex, rng) if slipped else write_chain(ex)
+            answer = task.extract(text)
+            chains.append(
+                Chain(
+                    example_id=ex.id,
+                    source=ORACLE_SOURCE,
+                    text=text,
+                    answer=answer,
+                    correct=task.equivalent(answer, ex.answer),
+                    logprob=None,
+                    n_tokens=len(text.split()),
+                    meta={
+                        "synthetic": True,
+                        "sample": i,
+                        "seed": seed,
+                        "wrong_rate": wrong_rate,
+                        "slipped": slipped,
+                    },
+                )
+            )
+    return chains
+
+
+def split_bank(chains: list[Chain]) -> tuple[list[Chain], list[Chain]]:
+    """(positives, negatives) by the chain's correct flag; no answer counts as negative."""
+    pos = [c for c in chains if c.answer is not None and c.correct]
+    neg = [c for c in chains if not (c.answer is not None and c.correct)]
+    return pos, neg

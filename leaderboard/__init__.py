@@ -1,0 +1,1 @@
+"""The leaderboard: `data` turns MLflow runs into tables (pure); the Streamlit app shows them."""

@@ -1,0 +1,31 @@
+"""The task registry: names a spec or the CLI may use, and their options."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from harness.errors import UserError, check_options
+from harness.registry import lookup
+from tasks.arith import ArithTask
+from tasks.base import Task
+from tasks.gsm_symbolic import GSMSymbolicTask
+
+TASKS: dict[str, Callable[..., Task]] = {"arith": ArithTask, "gsm_symbolic": GSMSymbolicTask}
+
+
+def task_options(name: str) -> dict[str, Any]:
+    """Option name -> default for a registered task."""
+    cls = lookup(TASKS, name, "task")
+    return {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+
+def get_task(name: str, **options: Any) -> Task:
+    """The task `name` built with `options`; unknown names and options are one-line UserErrors."""
+    cls = lookup(TASKS, name, "task")
+    check_options(f"task {name!r}", options, task_options(name))
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"task {name!r}: {e}") from None
