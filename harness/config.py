@@ -8,6 +8,7 @@ its cells are the cartesian product of the axes applied to the base.
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +54,7 @@ class TinySpec(Strict):
     d_model: int = 128
     n_heads: int = 4
     n_layers: int = 2
-    d_ff: int = 512
+    d_ff: int = 256
     vocab_size: int = 384
     seed: int = 0
 
@@ -174,15 +175,21 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return new
 
 
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """'train.steps=5' -> ('train.steps', 5); the value is read as YAML."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"bad override {text!r}: expected key=value, e.g. train.steps=100")
     try:
-        return key.strip(), yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml.safe_load(value) if value.strip() else ""
     except yaml.YAMLError:
-        return key.strip(), value
+        parsed = value
+    if isinstance(parsed, str) and _NUMBER.match(parsed):
+        parsed = float(parsed)  # YAML 1.1 reads "3e-4" (no dot) as a string; lr=3e-4 means a number
+    return key.strip(), parsed
 
 
 def _check_keys(data: Any, model: type[BaseModel], prefix: str = "") -> None:
@@ -192,7 +199,7 @@ def _check_keys(data: Any, model: type[BaseModel], prefix: str = "") -> None:
     fields = model.model_fields
     for k, v in data.items():
         if k not in fields:
-            raise UserError(f"unknown spec key {prefix + str(k)!r}{did_you_mean(prefix + str(k), [prefix + f for f in fields])}")
+            raise UserError(f"unknown spec key {prefix + str(k)!r}{did_you_mean(str(k), fields, prefix)}")
         ann = fields[k].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             _check_keys(v, ann, f"{prefix}{k}.")

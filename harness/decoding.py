@@ -41,6 +41,7 @@ class Generation:
     text: str
     logprob: float  # sum over generated tokens of log p_model(token), untempered (T=1)
     n_tokens: int  # generated tokens, EOS included when one was produced
+    token_ids: tuple[int, ...] = ()  # the generated tokens, EOS included (not stored in Chains)
 
 
 class Decoder(Protocol):
@@ -102,7 +103,8 @@ class HFDecoder:
         lp = (logp * valid).sum(1).tolist()
         n_tok = valid.sum(1).tolist()
         texts_out = tok.batch_decode(seq.masked_fill(~valid, tok.pad_token_id), skip_special_tokens=True)
-        gens = [Generation(t.strip(), float(l), int(n)) for t, l, n in zip(texts_out, lp, n_tok, strict=True)]
+        ids = [tuple(row[:n]) for row, n in zip(seq.tolist(), n_tok, strict=True)]
+        gens = [Generation(t.strip(), float(l), int(n), i) for t, l, n, i in zip(texts_out, lp, n_tok, ids, strict=True)]
         return [gens[j * params.n : (j + 1) * params.n] for j in range(len(texts))]
 
 

@@ -10,13 +10,14 @@ class UserError(Exception):
     """Bad input from the user (spec, name, file). Shown as one line, exit status 2."""
 
 
-def did_you_mean(name: str, options: Iterable[str]) -> str:
-    """' (did you mean 'a' or 'b'?)' for the closest options, or a list of what exists."""
+def did_you_mean(name: str, options: Iterable[str], prefix: str = "") -> str:
+    """' (did you mean 'a' or 'b'?)' for the closest options, or a list of what exists.
+    `prefix` is prepended to each option shown (e.g. the section of a dotted spec key)."""
     options = sorted(options)
     close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
     if close:
-        return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
-    return " (choose from: " + ", ".join(options) + ")"
+        return " (did you mean " + " or ".join(repr(prefix + c) for c in close) + "?)"
+    return " (choose from: " + ", ".join(prefix + o for o in options) + ")"
 
 
 def unknown(kind: str, name: str, options: Iterable[str]) -> UserError:

@@ -28,7 +28,7 @@ class TinyConfig:
     d_model: int = 128
     n_heads: int = 4
     n_layers: int = 2
-    d_ff: int = 512
+    d_ff: int = 256
     vocab_size: int = 384
     max_positions: int = 512
     seed: int = 0

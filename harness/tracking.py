@@ -34,10 +34,13 @@ def git_revision() -> str:
 
 
 def _quiet_mlflow() -> None:
-    # alembic prints its migration log at INFO on a fresh database
+    # a fresh database logs its table creation and migrations at INFO: not news to a user
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow  # noqa: F401  (configures its loggers on import; override them after)
+
     for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class Tracker:

@@ -49,15 +49,12 @@ def dss_loss(pred_loss: torch.Tensor, expl_loss: torch.Tensor, alpha: float) -> 
 def loss_fn(cfg: DSSConfig):
     def loss(student: Student, batch: Sequence[Item]) -> tuple[torch.Tensor, dict[str, float]]:
         inputs = [b["input"] for b in batch]
-        # one forward over both tasks: the batch is [predict rows; explain rows]
-        scored = student.score(
-            [cfg.predict_prefix + x for x in inputs] + [cfg.explain_prefix + x for x in inputs],
-            [b["label"] for b in batch] + [b["rationale"] for b in batch],
-        )
-        nll, mask = scored.token_nll(), scored.mask
-        n = len(batch)
-        pred = nll_loss(nll[:n], mask[:n])
-        expl = nll_loss(nll[n:], mask[n:])
+        # two passes, not one concatenated batch: labels are a few tokens and rationales tens,
+        # so sharing one padded width would waste most of the label pass
+        p = student.score([cfg.predict_prefix + x for x in inputs], [b["label"] for b in batch])
+        e = student.score([cfg.explain_prefix + x for x in inputs], [b["rationale"] for b in batch])
+        pred = nll_loss(p.token_nll(), p.mask)
+        expl = nll_loss(e.token_nll(), e.mask)
         return dss_loss(pred, expl, cfg.alpha), {"pred_loss": pred.item(), "expl_loss": expl.item()}
 
     return loss

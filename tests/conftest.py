@@ -1,0 +1,38 @@
+"""Shared fixtures. Tests never touch the network: the hub is off and models are built here."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+SMALL_ARITH = dict(n_train=200, n_valid=40, n_test=40, seed=0)
+
+
+@pytest.fixture(scope="session")
+def arith():
+    from tasks import get_task
+
+    return get_task("arith", **SMALL_ARITH)
+
+
+@pytest.fixture(scope="session", params=["t5", "llama"])
+def tiny_dir(request, tmp_path_factory, arith):
+    """A tiny model directory per family, built once per session (read-only for tests)."""
+    from harness.models import TinyConfig, build_tiny_model, corpus
+
+    out = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    build_tiny_model(request.param, corpus(arith, arith.load("train")), out, TinyConfig(vocab_size=300))
+    return request.param, out
+
+
+@pytest.fixture
+def student(tiny_dir):
+    """A fresh student loaded from the tiny directory (tests may train it)."""
+    from harness.student import Student
+
+    return Student.load(tiny_dir[1])

@@ -1,0 +1,75 @@
+"""End to end: a shortened demo grid through the real pipeline, read back from MLflow."""
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness.config import load_grid
+from harness.grid import run_grid
+from harness.store import Store
+from leaderboard.data import best_cell, load_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+SHORT = [
+    "task.n_train=120", "task.n_valid=16", "task.n_test=24",
+    "train.steps=4", "train.eval_every=2", "train.log_every=2", "train.batch_size=8",
+    "decode.max_new_tokens=6", "student.tiny.vocab_size=300",
+]
+
+
+@pytest.mark.slow
+def test_short_demo_grid_logs_everything_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a stray ./mlruns would appear here
+    store = Store(tmp_path / "store")
+    grid = load_grid(ROOT / "runs" / "demo.yaml", SHORT)
+    results = run_grid(grid, "demo", store, show_progress=False)
+    assert len(results) == 4 and not any(r.skipped for r in results)
+    assert not (tmp_path / "mlruns").exists()
+
+    cells = load_cells(store.tracking_uri, "demo")
+    assert sorted(c.cell for c in cells) == sorted(c for c, _ in grid.cells())
+    client = MlflowClient(store.tracking_uri)
+    for c in cells:
+        assert set(c.acc) == {"greedy", "majority@8"} and set(c.untrained) == {"greedy", "majority@8"}
+        for acc, lo, hi in c.acc.values():
+            assert 0 <= lo <= acc <= hi <= 1
+        assert 0 <= c.baseline <= 1 and not math.isnan(c.train_seconds)
+        run = client.get_run(c.run_id)
+        assert run.data.params["train.steps"] == "4" and run.data.params["task.name"] == "arith"
+        tags = run.data.tags
+        assert tags["task_version"] and tags["prompt_version"] and tags["git_revision"]
+        assert len(client.get_metric_history(c.run_id, "train/loss")) == 2  # steps 2 and 4
+        assert len(client.get_metric_history(c.run_id, "valid")) == 2
+        # the predictions artifact holds every chain: 1 greedy + 8 sampled per test example
+        local = client.download_artifacts(c.run_id, "predictions", str(tmp_path / "dl" / c.run_id))
+        files = os.listdir(local)
+        assert len(files) == 1
+        lines = Path(local, files[0]).read_text().splitlines()
+        assert len(lines) == 24 * 9
+        assert run.info.artifact_uri.startswith((store.root / "mlartifacts").as_uri())
+    assert best_cell(cells) is not None
+
+    # a second run of the same grid skips every finished cell and trains nothing
+    again = run_grid(grid, "demo", store, show_progress=False)
+    assert all(r.skipped for r in again)
+    assert len(load_cells(store.tracking_uri, "demo")) == 4
+
+
+@pytest.mark.slow
+def test_cached_checkpoint_is_reused_with_its_curves(tmp_path):
+    """A cell whose MLflow run failed after training re-uses the checkpoint and replays its curves."""
+    store = Store(tmp_path / "store")
+    grid = load_grid(ROOT / "runs" / "demo.yaml", SHORT + ["grid.method.name=[finetune]", "grid.student.family=[llama]"])
+    [first] = run_grid(grid, "a", store, show_progress=False)
+    ckpts = sorted(p.name for p in (store.root / "checkpoints").iterdir())
+    # a new experiment name makes the cell unfinished there, but the artifacts are shared
+    [second] = run_grid(grid, "b", store, show_progress=False)
+    assert sorted(p.name for p in (store.root / "checkpoints").iterdir()) == ckpts
+    a, b = load_cells(store.tracking_uri, "a")[0], load_cells(store.tracking_uri, "b")[0]
+    assert a.acc == b.acc
+    client = MlflowClient(store.tracking_uri)
+    hist = lambda run_id: [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")]
+    assert hist(first.run_id) == hist(second.run_id)
