@@ -92,6 +92,7 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
     key = cell_hash(spec)
     if (done := tracker.finished_run(key)) is not None:
         return CellResult(cell, done, {}, skipped=True)
+    tracker.close_stale(key)
 
     # 1. data: splits are deterministic, and test is only ever touched in step 5
     train, valid, test = (p.task.load(split) for split in ("train", "valid", "test"))

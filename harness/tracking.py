@@ -69,6 +69,19 @@ class Tracker:
         )
         return runs[0].info.run_id if runs else None
 
+    def close_stale(self, cell_hash: str) -> int:
+        """Mark runs of this cell left RUNNING by a killed process as KILLED; returns how many.
+
+        Cells run one process at a time per store, so a RUNNING run of a cell about to start
+        can only be the remains of a crash.
+        """
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.cell_hash = '{cell_hash}' and attributes.status = 'RUNNING'"
+        )
+        for r in runs:
+            self.client.set_terminated(r.info.run_id, status="KILLED")
+        return len(runs)
+
     @contextlib.contextmanager
     def run(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> Iterator[RunLog]:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, "git_revision": git_revision()})

@@ -54,3 +54,12 @@ def test_tiny_model_command_writes_a_loadable_model(tmp_path):
 
     _, _, family = load_model(tmp_path / "m")
     assert family == "llama"
+
+
+@pytest.mark.slow
+def test_run_command_prints_the_table(tmp_path):
+    r = cli("run", "runs/smoke.yaml", "--store", str(tmp_path / "s"), "--quiet",
+            "task.n_train=100", "task.n_valid=10", "task.n_test=20", "train.steps=2", "train.eval_every=1", "train.batch_size=8")
+    assert r.returncode == 0, r.stderr
+    assert "smoke: test accuracy on arith" in r.stdout and "majority@4" in r.stdout and "best cell: smoke" in r.stdout
+    assert (tmp_path / "s" / "mlflow.db").exists()

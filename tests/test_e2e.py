@@ -73,3 +73,22 @@ def test_cached_checkpoint_is_reused_with_its_curves(tmp_path):
     client = MlflowClient(store.tracking_uri)
     hist = lambda run_id: [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")]
     assert hist(first.run_id) == hist(second.run_id)
+
+
+@pytest.mark.slow
+def test_killed_cell_is_marked_and_rerun(tmp_path):
+    """A crash mid-cell leaves a FAILED run (or a RUNNING one when the process is killed); the
+    next grid run closes it and runs the cell again."""
+    from harness.tracking import Tracker
+    from harness.run import cell_hash
+
+    store = Store(tmp_path / "store")
+    grid = load_grid(ROOT / "runs" / "demo.yaml", SHORT + ["grid.method.name=[finetune]", "grid.student.family=[llama]"])
+    [(cell, spec)] = grid.cells()
+    tracker = Tracker(store, "k")
+    # what a SIGKILL leaves behind: a run that was never terminated
+    stale = tracker.client.create_run(tracker.experiment_id, run_name=cell, tags={"cell_hash": cell_hash(spec)})
+    [res] = run_grid(grid, "k", store, show_progress=False)
+    assert not res.skipped
+    assert tracker.client.get_run(stale.info.run_id).info.status == "KILLED"
+    assert [c.run_id for c in load_cells(store.tracking_uri, "k")] == [res.run_id]
