@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -239,11 +240,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_run(path: str | Path, overrides: list[str] = ()) -> RunSpec:  # type: ignore[assignment]
+def load_run(path: str | Path, overrides: Sequence[str] = ()) -> RunSpec:
     return validate(RunSpec, apply_overrides(load_yaml(path), list(overrides)), where=str(path))
 
 
-def load_grid(path: str | Path, overrides: list[str] = ()) -> GridSpec:  # type: ignore[assignment]
+def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> GridSpec:
     """Overrides apply to the base (`train.steps=5`) or replace an axis (`grid.method.name=[dss]`)."""
     data = load_yaml(path)
     _check_keys(data, GridSpec)

@@ -23,7 +23,7 @@ from harness import teacher as teachers
 from harness.aggregate import aggregate, parse_scheme
 from harness.config import RunSpec
 from harness.decoding import GREEDY, HFDecoder, SamplingParams, to_chains
-from harness.errors import UserError
+from harness.errors import UserError, unknown
 from harness.models import TinyConfig, build_tiny_model, corpus
 from harness.scoring import Score, most_frequent_baseline, score
 from harness.store import Store, content_key, read_jsonl, write_jsonl
@@ -70,8 +70,6 @@ def prepare(spec: RunSpec) -> Prepared:
     method = get_method(spec.method.name)
     cfg = make_config(method, spec.method.options)
     if spec.teacher.name not in TEACHERS:
-        from harness.errors import unknown
-
         raise unknown("teacher", spec.teacher.name, TEACHERS)
     schemes = []
     for s in spec.eval.schemes:
@@ -94,7 +92,7 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         return CellResult(cell, done, {}, skipped=True)
     tracker.close_stale(key)
 
-    # 1. data: splits are deterministic, and test is only ever touched in step 5
+    # 1. data: deterministic splits; test is scored, never used to select anything
     train, valid, test = (p.task.load(split) for split in ("train", "valid", "test"))
 
     # 2. teacher bank: K chains per train example, split into positives and negatives
@@ -135,7 +133,14 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         student = trained_student(p, model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
 
         # 5. decode the test split (cached), aggregate per scheme, score
-        pred_path = store.file("predictions", content_key({"ckpt": student_key(p, model_ref, bank_key), "decode": spec.decode.model_dump(), "k": p.sample_k, "greedy": any(n == "greedy" for _, n, _ in p.schemes), "test": [e.id for e in test]}))
+        pred_key = {
+            "student": student_key(p, model_ref, bank_key),
+            "decode": spec.decode.model_dump(),
+            "k": p.sample_k,
+            "greedy": any(name == "greedy" for _, name, _ in p.schemes),
+            "test": [e.id for e in test],
+        }
+        pred_path = store.file("predictions", content_key(pred_key))
         if pred_path.exists():
             chains = [Chain.from_dict(r) for r in read_jsonl(pred_path)]
         else:
