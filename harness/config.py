@@ -35,9 +35,7 @@ class Open(BaseModel):
 
 
 class TaskSpec(Open):
-    """`name` plus the task's options, e.g. {name: arith, n_train: 2000}."""
-
-    data_dir: str | None = None
+    """`name` plus the task's options, e.g. {name: arith, n_train: 2000} or {name: gsm8k, data_dir: ...}."""
 
 
 class MethodSpec(Open):

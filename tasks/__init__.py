@@ -10,9 +10,22 @@ from harness.errors import UserError, check_options
 from harness.registry import lookup
 from tasks.arith import ArithTask
 from tasks.base import Task
+from tasks.addsub import AddSubTask
+from tasks.gsm8k import GSM8KTask
 from tasks.gsm_symbolic import GSMSymbolicTask
+from tasks.multiarith import MultiArithTask
+from tasks.singleeq import SingleEqTask
+from tasks.svamp import SVAMPTask
 
-TASKS: dict[str, Callable[..., Task]] = {"arith": ArithTask, "gsm_symbolic": GSMSymbolicTask}
+TASKS: dict[str, Callable[..., Task]] = {
+    "arith": ArithTask,
+    "gsm_symbolic": GSMSymbolicTask,
+    "gsm8k": GSM8KTask,
+    "multiarith": MultiArithTask,
+    "addsub": AddSubTask,
+    "singleeq": SingleEqTask,
+    "svamp": SVAMPTask,
+}
 
 
 def task_options(name: str) -> dict[str, Any]:
