@@ -65,10 +65,15 @@ def grid(
     g = load_grid(spec, overrides or [])
     cells = g.cells()
     if dry_run:
+        missing = 0
         for cell, s in cells:
-            prepare(s)
-            out.print(f"{cell}: task={s.task.name} method={s.method.name} student={s.student.model}/{s.student.family} steps={s.train.steps} schemes={','.join(s.eval.schemes)}")
-        out.print(f"{len(cells)} cells")
+            p = prepare(s)
+            try:  # loading is what fails first on a real task: a missing or malformed data file
+                data = "/".join(str(len(p.task.load(split))) for split in ("train", "valid", "test")) + " train/valid/test"
+            except UserError as e:
+                data, missing = f"MISSING: {e}", missing + 1
+            out.print(f"{cell}: task={s.task.name} ({data}) method={s.method.name} student={s.student.model}/{s.student.family} steps={s.train.steps} schemes={','.join(s.eval.schemes)}", markup=False)
+        out.print(f"{len(cells)} cells" + (f", {missing} with missing data" if missing else ""))
         return
     st = _store(store)
     run_grid(g, g.name, st, tracking_uri, err, show_progress=not quiet)

@@ -36,7 +36,7 @@ from methods.base import MethodDef
 from tasks import get_task
 from tasks.base import Task
 
-TEACHERS = ("oracle",)
+TEACHERS = ("oracle", "gold")  # more backends (hf, vllm, openai) come with the teacher stage
 
 
 @dataclass
@@ -162,7 +162,10 @@ def teacher_bank(task: Task, train: Sequence[Example], spec: RunSpec, store: Sto
     path = store.file("banks", key)
     if path.exists():
         return key, [Chain.from_dict(r) for r in read_jsonl(path)]
-    chains = teachers.oracle_chains(task, list(train), k=t.k, wrong_rate=t.wrong_rate, seed=t.seed)
+    if t.name == "gold":
+        chains = teachers.gold_chains(task, list(train))
+    else:
+        chains = teachers.oracle_chains(task, list(train), k=t.k, wrong_rate=t.wrong_rate, seed=t.seed)
     write_jsonl(path, (c.to_dict() for c in chains))
     return key, chains
 

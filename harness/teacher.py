@@ -14,6 +14,36 @@ from harness.errors import UserError
 from harness.types import Chain, Example
 
 ORACLE_SOURCE = "teacher:oracle"
+GOLD_SOURCE = "teacher:gold"
+
+
+def gold_chains(task: Any, examples: list[Example]) -> list[Chain]:
+    """One chain per example: the dataset's own reference rationale (e.g. GSM8K's solutions).
+
+    Human-written, not sampled: a positive by construction when its stated answer checks
+    against the gold answer; examples without a rationale get no chain.
+    """
+    if not any(ex.rationale for ex in examples):
+        raise UserError(f"teacher 'gold': task {task.name!r} has no reference rationales")
+    chains = []
+    for ex in examples:
+        if not ex.rationale:
+            continue
+        # state the answer explicitly, as teacher chains do, so students learn where it goes
+        text = ex.rationale if "answer is" in ex.rationale.lower() else f"{ex.rationale}\nThe answer is {ex.answer}."
+        answer = task.extract(text)
+        chains.append(
+            Chain(
+                example_id=ex.id,
+                source=GOLD_SOURCE,
+                text=text,
+                answer=answer,
+                correct=task.equivalent(answer, ex.answer),
+                n_tokens=len(text.split()),
+                meta={"synthetic": False, "sample": 0},
+            )
+        )
+    return chains
 
 
 def example_rng(seed: int, example_id: str) -> random.Random:

@@ -94,7 +94,9 @@ class Verdict:
 
     @property
     def learned(self) -> bool:
-        return self.acc[1] > self.untrained and self.acc[1] > self.baseline
+        # an untrained score that was not measured (eval.untrained: false) is no reference
+        above_untrained = math.isnan(self.untrained) or self.acc[1] > self.untrained
+        return above_untrained and self.acc[1] > self.baseline
 
 
 def best_cell(rows: list[CellRow]) -> Verdict | None:

@@ -38,6 +38,13 @@ def test_dry_run_lists_cells():
     r = cli("grid", "runs/demo.yaml", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert "4 cells" in r.stdout and "method=dss,family=llama" in r.stdout
+    assert "(8000/200/500 train/valid/test)" in r.stdout
+
+
+def test_dry_run_reports_missing_data():
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "grid.method.name=[finetune]", "grid.student.family=[t5]", "task={name: gsm8k}")
+    assert r.returncode == 0, r.stderr
+    assert "MISSING: task 'gsm8k' needs data_dir" in r.stdout and "1 cells, 1 with missing data" in r.stdout
 
 
 def test_listings():

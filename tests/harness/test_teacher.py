@@ -77,3 +77,25 @@ def test_rejects_non_procedural_task_and_bad_rate(arith):
         oracle_chains(Plain(), [], k=1, wrong_rate=0.0, seed=0)
     with pytest.raises(UserError, match="wrong_rate"):
         oracle_chains(arith[0], arith[1], k=1, wrong_rate=1.5, seed=0)
+
+
+def test_gold_teacher_uses_reference_rationales():
+    from harness.teacher import gold_chains
+    from harness.types import Example
+
+    class T:
+        name = "t"
+        extract = staticmethod(lambda text: text.rsplit("The answer is ", 1)[-1].rstrip(".") if "The answer is" in text else None)
+        equivalent = staticmethod(lambda a, b: a == b)
+
+    exs = [
+        Example("a", "q1", "72", rationale="48 + 24 = 72 clips."),
+        Example("b", "q2", "5", rationale="2 + 3 = 5. The answer is 5."),
+        Example("c", "q3", "1"),  # no rationale: no chain
+    ]
+    chains = gold_chains(T, exs)
+    assert [c.example_id for c in chains] == ["a", "b"]
+    assert chains[0].text == "48 + 24 = 72 clips.\nThe answer is 72." and chains[1].text == exs[1].rationale
+    assert all(c.correct and c.source == "teacher:gold" and c.meta["synthetic"] is False for c in chains)
+    with pytest.raises(UserError, match="no reference rationales"):
+        gold_chains(T, [exs[2]])

@@ -39,6 +39,8 @@ def test_best_cell_and_verdict():
     assert not Verdict("c", "greedy", (0.05, 0.01, 0.09), 0.0, 0.02).learned
     assert not Verdict("c", "greedy", (0.05, 0.03, 0.09), 0.04, 0.0).learned
     assert best_cell([]) is None
+    assert Verdict("c", "greedy", (0.05, 0.03, 0.09), math.nan, 0.02).learned  # untrained not measured
+    assert not Verdict("c", "greedy", (0.05, 0.01, 0.09), math.nan, 0.02).learned
 
 
 def test_table_rows_one_column_per_scheme():
