@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.errors import UserError
 from harness.student import Student
 
 Item = dict[str, Any]
@@ -92,7 +93,7 @@ def fit(
     The best checkpoint is written to `out_dir/best` (atomically: a temp dir, then a rename).
     """
     if not items:
-        raise ValueError("no training items")
+        raise UserError("no training items: the method found nothing to train on (e.g. a bank without teacher positives)")
     torch.manual_seed(cfg.seed)
     model = student.model
     model.train()

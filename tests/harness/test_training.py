@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from harness.errors import UserError
 from harness.student import Student
 from harness.training import TrainConfig, fit, lr_lambda, micro_batches
 from methods.finetune import loss as finetune_loss
@@ -52,5 +53,5 @@ def test_fit_learns_and_keeps_the_best_valid_checkpoint(tiny_dir, tmp_path):
 
 
 def test_fit_rejects_empty_data(student, tmp_path):
-    with pytest.raises(ValueError, match="no training items"):
+    with pytest.raises(UserError, match="no training items"):
         fit(student, [], finetune_loss, TrainConfig(steps=1), lambda s: 0.0, tmp_path, show_progress=False)
