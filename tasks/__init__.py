@@ -11,6 +11,9 @@ from harness.registry import lookup
 from tasks.arith import ArithTask
 from tasks.base import Task
 from tasks.addsub import AddSubTask
+from tasks.anli import ANLITask
+from tasks.csqa import CSQATask
+from tasks.esnli import ESNLITask
 from tasks.gsm8k import GSM8KTask
 from tasks.gsm_symbolic import GSMSymbolicTask
 from tasks.multiarith import MultiArithTask
@@ -25,6 +28,9 @@ TASKS: dict[str, Callable[..., Task]] = {
     "addsub": AddSubTask,
     "singleeq": SingleEqTask,
     "svamp": SVAMPTask,
+    "csqa": CSQATask,
+    "anli": ANLITask,
+    "esnli": ESNLITask,
 }
 
 

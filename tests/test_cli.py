@@ -21,7 +21,7 @@ def cli(*args, cwd=ROOT):
         (["grid", "runs/demo.yaml", "train.stpes=3"], "unknown spec key 'train.stpes' (did you mean 'train.steps'"),
         (["grid", "runs/demo.yaml", "grid.method.name=[dsss]"], "unknown method 'dsss' (did you mean 'dss'"),
         (["grid", "runs/demo.yaml", "task.name=arth"], "unknown task 'arth' (did you mean 'arith'"),
-        (["grid", "runs/demo.yaml", "task.name=zzz"], "unknown task 'zzz' (choose from: addsub, arith, gsm8k"),
+        (["grid", "runs/demo.yaml", "task.name=zzz"], "unknown task 'zzz' (choose from: addsub, anli, arith, csqa, esnli, gsm8k"),
         (["grid", "runs/demo.yaml", "eval.schemes=[majorty@8]"], "unknown aggregation scheme 'majorty' (did you mean 'majority'"),
         (["grid", "runs/nope.yaml"], "spec file 'runs/nope.yaml' not found"),
         (["tiny-model", "--family", "gpt", "--task", "arith", "--out", "/tmp/x"], "unknown model family 'gpt'"),
