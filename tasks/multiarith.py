@@ -1,70 +1,16 @@
-"""MultiArith (Roy & Roth, 2015) from MultiArith.json in `data_dir` (600 problems).
-
-MultiArith is test-only (per its SOURCE.md there is no train split), so all 600 problems
-are the test split and train/valid are empty: use it as a transfer evaluation set.
-Ids are "multiarith-<iIndex>"; the gold answer is lSolutions[0] in canonical form.
-"""
+"""MultiArith (Roy & Roth, 2015): 600 problems, from MultiArith.json in `data_dir`; all test (see tasks/mawps.py)."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from harness.errors import unknown
-from harness.types import Example
-from tasks import files
-from tasks.base import SPLITS
-
-FILE = "MultiArith.json"
+from tasks.mawps import MawpsTask
 
 
 @dataclass(frozen=True)
-class MultiArithTask(files.NumericAnswers):
+class MultiArithTask(MawpsTask):
     """Multi-step arithmetic word problems; evaluation only."""
 
-    data_dir: str | None = None
-    skip_bad: bool = False
-
     name: ClassVar[str] = "multiarith"
-    version: ClassVar[str] = "1"
-    prompt_version: ClassVar[str] = "1"
-
-    def __post_init__(self) -> None:
-        files.check_options(self.name, self.data_dir, self.skip_bad)
-
-    def load(self, split: str) -> list[Example]:
-        if split not in SPLITS:
-            raise unknown("split", split, SPLITS)
-        examples, skipped = _load(self)
-        files.report_skipped(self.name, list(skipped))
-        return list(examples) if split == "test" else []
-
-    def skipped(self) -> list[str]:
-        """One message per row skipped with skip_bad=True (empty otherwise)."""
-        return list(_load(self)[1])
-
-    def prompt(self, example: Example) -> str:
-        return files.few_shot_prompt(example.question)
-
-
-def _example(row: dict[str, Any], loc: str) -> Example:
-    index = files.require(row, "iIndex", loc, int)
-    question = files.require(row, "sQuestion", loc, str)
-    solutions = files.require(row, "lSolutions", loc, list)
-    if not solutions:
-        raise files.RowError(f"{loc}: field 'lSolutions' is empty")
-    return Example(
-        id=f"multiarith-{index}",
-        question=question.strip(),
-        answer=files.number_answer(solutions[0], loc),
-        meta={"equations": files.require(row, "lEquations", loc, list), "iIndex": index},
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _load(task: MultiArithTask) -> tuple[tuple[Example, ...], tuple[str, ...]]:
-    folder = files.resolve_data_dir(task.data_dir, task.name, FILE)
-    path = files.require_file(folder, FILE, task.name)
-    examples, skipped = files.json_list_examples(path, task.name, task.skip_bad, _example)
-    return tuple(examples), tuple(skipped)
+    file: ClassVar[str] = "MultiArith.json"

@@ -6,19 +6,26 @@ import pytest
 from harness.errors import UserError
 from tasks import get_task
 
-NAME, FILE, COUNT = "singleeq", "questions.json", 508
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SETS = [("multiarith", "MultiArith.json", 600), ("addsub", "AddSub.json", 395), ("singleeq", "questions.json", 508)]
 
 
-@pytest.fixture(scope="module")
-def data_dir():
+@pytest.fixture(params=SETS, ids=[s[0] for s in SETS])
+def mawps(request):
+    return request.param
+
+
+@pytest.fixture
+def data_dir(mawps):
+    NAME, FILE, _ = mawps
     d = DATA / NAME
     if not (d / FILE).is_file():
         pytest.skip(f"{NAME} data not found at {d} (shared/data is missing)")
     return d
 
 
-def test_counts_ids_and_answers(data_dir):
+def test_counts_ids_and_answers(mawps, data_dir):
+    NAME, FILE, COUNT = mawps
     task = get_task(NAME, data_dir=str(data_dir))
     test = task.load("test")
     assert len(test) == COUNT and task.load("train") == [] and task.load("valid") == []
@@ -33,7 +40,8 @@ def test_counts_ids_and_answers(data_dir):
     assert task.prompt(test[0]).endswith(f"Q: {test[0].question}\nA:")
 
 
-def test_bad_rows(tmp_path):
+def test_bad_rows(mawps, tmp_path):
+    NAME, FILE, _ = mawps
     good = {"iIndex": 1, "lEquations": ["X=1+1"], "lSolutions": [2.0], "sQuestion": "q?"}
     rows = [good, {**good, "iIndex": 2, "lSolutions": None}, 7, {**good, "iIndex": 1}]
     (tmp_path / FILE).write_text(json.dumps(rows))
@@ -55,7 +63,8 @@ def test_bad_rows(tmp_path):
         get_task(NAME, data_dir=str(tmp_path)).load("test")
 
 
-def test_missing_data_dir(tmp_path):
+def test_missing_data_dir(mawps, tmp_path):
+    NAME, FILE, _ = mawps
     with pytest.raises(UserError, match=f"task '{NAME}' needs data_dir") as e:
         get_task(NAME).load("test")
     assert "\n" not in str(e.value)
