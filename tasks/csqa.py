@@ -19,10 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.errors import unknown
 from harness.types import Example
 from tasks import files
-from tasks.base import SPLITS
 
 VALID_SHARE = 0.10  # share of train_rand_split.jsonl carved out as valid
 LETTERS = "abcde"
@@ -101,11 +99,7 @@ class CSQATask:
         files.check_options(self.name, self.data_dir, self.skip_bad)
 
     def load(self, split: str) -> list[Example]:
-        if split not in SPLITS:
-            raise unknown("split", split, SPLITS)
-        splits, skipped = _load(self)
-        files.report_skipped(self.name, list(skipped))
-        return list(splits[split])
+        return files.pick_split(self, split, _load(self))
 
     def skipped(self) -> list[str]:
         """One message per row skipped with skip_bad=True (empty otherwise)."""

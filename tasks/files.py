@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
+from harness.errors import UserError, unknown
 
 log = logging.getLogger("distillbench.tasks")
 
@@ -125,6 +125,18 @@ def report_skipped(task: str, skipped: list[str]) -> None:
     """Log one warning per skipped row (skip_bad=True), so none goes unnoticed."""
     for msg in skipped:
         log.warning("task %r: skipped bad row: %s", task, msg)
+
+
+def pick_split(task: Any, split: str, loaded: tuple[dict[str, Any], tuple[str, ...]]) -> list[Any]:
+    """The examples of `split` from a task's cached `(splits, skipped)` load; skipped rows are
+    reported on every load, so a user never misses them."""
+    from tasks.base import SPLITS
+
+    if split not in SPLITS:
+        raise unknown("split", split, SPLITS)
+    splits, skipped = loaded
+    report_skipped(task.name, list(skipped))
+    return list(splits[split])
 
 
 def resolve_data_dir(data_dir: str | None, task: str, expected: str) -> Path:

@@ -14,10 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.errors import UserError, unknown
+from harness.errors import UserError
 from harness.types import Example
 from tasks import files
-from tasks.base import SPLITS
 
 VALID_SHARE = 0.10  # share of train.jsonl carved out as valid
 _CALC = re.compile(r"<<[^<>]*>>")
@@ -41,11 +40,7 @@ class GSM8KTask(files.NumericAnswers):
             raise UserError(f"task 'gsm8k': skip_bad must be true or false, got {self.skip_bad!r}")
 
     def load(self, split: str) -> list[Example]:
-        if split not in SPLITS:
-            raise unknown("split", split, SPLITS)
-        splits, skipped = _load(self)
-        files.report_skipped(self.name, list(skipped))
-        return list(splits[split])
+        return files.pick_split(self, split, _load(self))
 
     def skipped(self) -> list[str]:
         """One message per row skipped with skip_bad=True (empty otherwise)."""

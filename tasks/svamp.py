@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 from harness.errors import UserError, unknown
 from harness.types import Example
 from tasks import files
-from tasks.base import SPLITS
 
 FILE = "SVAMP.json"
 SPLIT_SOURCES = ("full", "dss")
@@ -50,11 +49,7 @@ class SVAMPTask(files.NumericAnswers):
             raise UserError(f"task 'svamp': dss_dir must be a path string, got {self.dss_dir!r}")
 
     def load(self, split: str) -> list[Example]:
-        if split not in SPLITS:
-            raise unknown("split", split, SPLITS)
-        splits, skipped = _load(self)
-        files.report_skipped(self.name, list(skipped))
-        return list(splits[split])
+        return files.pick_split(self, split, _load(self))
 
     def skipped(self) -> list[str]:
         """One message per row skipped with skip_bad=True (empty otherwise)."""

@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from harness.types import Chain
 from methods import METHODS, get_method, make_config
 from methods.dss import DSSConfig, dss_loss, loss_fn
 from methods.finetune import nll_loss
