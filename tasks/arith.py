@@ -196,7 +196,7 @@ def chain_text(step_list: list[Step], answer: Fraction) -> str:
 
 
 @dataclass(frozen=True)
-class ArithTask:
+class ArithTask(checking.NumericAnswers):
     """Short integer expressions; disjoint train/valid/test by a hash of the expression."""
 
     min_terms: int = 2
@@ -241,9 +241,6 @@ class ArithTask:
 
     # -- prompts
 
-    def student_input(self, example: Example) -> str:
-        return example.question
-
     def prompt(self, example: Example) -> str:
         shots = []
         for expr in _EXEMPLARS:
@@ -251,18 +248,7 @@ class ArithTask:
             shots.append(f"Q: Calculate {expr}.\nA: {chain_text(s, s[-1][3])}\n\n")
         return "".join(shots) + f"Q: {example.question}\nA:"
 
-    # -- checking
-
-    def extract(self, text: str) -> str | None:
-        return checking.extract_answer(text)
-
-    def canonical(self, answer: str) -> str:
-        return checking.canonical(answer)
-
-    def equivalent(self, pred: str | None, gold: str) -> bool:
-        return checking.equivalent(pred, gold)
-
-    # -- oracle chains
+    # -- oracle chains (checking comes from checking.NumericAnswers)
 
     def write_chain(
         self, example: Example, slip_rng: random.Random | None = None

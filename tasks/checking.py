@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from fractions import Fraction
+from typing import Any
 
 MAX_DIGITS = 100  # longer numbers are not answers, and Fraction on them is not free
 _MAX_NUMBER_TEXT = 300  # cheap length cut before any regex runs
@@ -220,3 +221,20 @@ def equivalent(pred: str | None, gold: str) -> bool:
     if a is None or b is None or (a.denominator == 1 and b.denominator == 1):
         return False
     return abs(a - b) <= Fraction(REL_TOL) * max(abs(a), abs(b))
+
+
+class NumericAnswers:
+    """student_input/extract/canonical/equivalent for tasks whose answers are numbers: the
+    question as the student input, and this module's extraction and equivalence."""
+
+    def student_input(self, example: Any) -> str:
+        return example.question
+
+    def extract(self, text: str) -> str | None:
+        return extract_answer(text)
+
+    def canonical(self, answer: str) -> str:
+        return canonical(answer)
+
+    def equivalent(self, pred: str | None, gold: str) -> bool:
+        return equivalent(pred, gold)

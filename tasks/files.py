@@ -199,28 +199,6 @@ def number_answer(value: Any, loc: str) -> str:
     raise RowError(f"{loc}: answer {value!r} is not a number")
 
 
-class NumericAnswers:
-    """extract/canonical/equivalent/student_input shared by the numeric word-problem tasks."""
-
-    def student_input(self, example: Any) -> str:
-        return example.question
-
-    def extract(self, text: str) -> str | None:
-        from tasks import checking
-
-        return checking.extract_answer(text)
-
-    def canonical(self, answer: str) -> str:
-        from tasks import checking
-
-        return checking.canonical(answer)
-
-    def equivalent(self, pred: str | None, gold: str) -> bool:
-        from tasks import checking
-
-        return checking.equivalent(pred, gold)
-
-
 # Four short word problems written for this project (not taken from any benchmark), so a
 # few-shot prompt never shows a test item: "Q: ...\nA: ... The answer is N.\n\n".
 WORD_PROBLEM_EXEMPLARS: tuple[tuple[str, str], ...] = (

@@ -14,16 +14,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.errors import UserError
 from harness.types import Example
-from tasks import files
+from tasks import checking, files
 
 VALID_SHARE = 0.10  # share of train.jsonl carved out as valid
 _CALC = re.compile(r"<<[^<>]*>>")
 
 
 @dataclass(frozen=True)
-class GSM8KTask(files.NumericAnswers):
+class GSM8KTask(checking.NumericAnswers):
     """GSM8K grade-school math word problems with their reference solutions as rationales."""
 
     data_dir: str | None = None
@@ -34,10 +33,7 @@ class GSM8KTask(files.NumericAnswers):
     prompt_version: ClassVar[str] = "1"
 
     def __post_init__(self) -> None:
-        if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise UserError(f"task 'gsm8k': data_dir must be a path string, got {self.data_dir!r}")
-        if not isinstance(self.skip_bad, bool):
-            raise UserError(f"task 'gsm8k': skip_bad must be true or false, got {self.skip_bad!r}")
+        files.check_options(self.name, self.data_dir, self.skip_bad)
 
     def load(self, split: str) -> list[Example]:
         return files.pick_split(self, split, _load(self))

@@ -44,7 +44,7 @@ _EXEMPLARS = (
 
 
 @dataclass(frozen=True)
-class GSMSymbolicTask:
+class GSMSymbolicTask(checking.NumericAnswers):
     """Grade-school word problems with reasoning-gym's templated gold chains as rationales."""
 
     n_train: int = 1000
@@ -71,21 +71,9 @@ class GSMSymbolicTask:
             raise unknown("split", split, SPLITS)
         return list(_load_gsm(self)[split])
 
-    def student_input(self, example: Example) -> str:
-        return example.question
-
     def prompt(self, example: Example) -> str:
         shots = "".join(f"Q: {q}\nA: {a}\n\n" for q, a in _EXEMPLARS)
         return shots + f"Q: {example.question}\nA:"
-
-    def extract(self, text: str) -> str | None:
-        return checking.extract_answer(text)
-
-    def canonical(self, answer: str) -> str:
-        return checking.canonical(answer)
-
-    def equivalent(self, pred: str | None, gold: str) -> bool:
-        return checking.equivalent(pred, gold)
 
     def write_chain(
         self, example: Example, slip_rng: random.Random | None = None

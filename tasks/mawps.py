@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 
 from harness.errors import unknown
 from harness.types import Example
-from tasks import files
+from tasks import checking, files
 from tasks.base import SPLITS
 
 @dataclass(frozen=True)
-class MawpsTask(files.NumericAnswers):
+class MawpsTask(checking.NumericAnswers):
     """A MAWPS-format evaluation set; subclasses set `name` and `file` only."""
 
     data_dir: str | None = None

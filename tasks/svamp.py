@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from harness.errors import UserError, unknown
 from harness.types import Example
-from tasks import files
+from tasks import checking, files
 
 FILE = "SVAMP.json"
 SPLIT_SOURCES = ("full", "dss")
@@ -29,7 +29,7 @@ VALID_SHARE = 0.10  # share of the DSS train 800 carved out as valid
 
 
 @dataclass(frozen=True)
-class SVAMPTask(files.NumericAnswers):
+class SVAMPTask(checking.NumericAnswers):
     """Varied one-unknown arithmetic word problems (a robustness test set)."""
 
     data_dir: str | None = None
