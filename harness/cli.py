@@ -27,6 +27,15 @@ StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store directo
 TrackingOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (default: the store's SQLite database).")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.steps=100 or grid.method.name=[dss].")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-dir",
+        envvar="DISTILLBENCH_DATA",
+        help="Folder with the original dataset files, one subfolder per dataset (gsm8k/, math/, tdg/, dss/, ...; see README: Data). Used by tasks whose spec gives no data_dir or hf_dataset.",
+    ),
+]
+SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Skip malformed data rows (each one is reported) instead of stopping.")]
 
 
 def _store(store: Path | None):
@@ -35,13 +44,30 @@ def _store(store: Path | None):
     return Store(store)
 
 
+def _dir(data_dir: Path | None) -> str | None:
+    if data_dir is None:
+        return None
+    if not data_dir.expanduser().is_dir():
+        raise UserError(f"--data-dir {str(data_dir)!r} is not a folder")
+    # absolute, so a cell's spec (and its cache key) names the same files from any directory
+    return str(data_dir.expanduser().resolve())
+
+
 @app.command()
-def run(spec: Path, overrides: Overrides = None, store: StoreOpt = None, tracking_uri: TrackingOpt = None, quiet: QuietOpt = False) -> None:
+def run(
+    spec: Path,
+    overrides: Overrides = None,
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+    data_dir: DataDirOpt = None,
+    skip_bad: SkipBadOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
     """Run one cell from a run spec (YAML) and print its results."""
-    from harness.config import load_run
+    from harness.config import load_run, with_data
     from harness.grid import print_table, run_grid
 
-    s = load_run(spec, overrides or [])
+    s = with_data(load_run(spec, overrides or []), _dir(data_dir), skip_bad)
     st = _store(store)
     run_grid([(s.name, s)], s.name, st, tracking_uri, err, show_progress=not quiet)
     print_table(tracking_uri or st.tracking_uri, s.name, out)
@@ -53,29 +79,33 @@ def grid(
     overrides: Overrides = None,
     store: StoreOpt = None,
     tracking_uri: TrackingOpt = None,
+    data_dir: DataDirOpt = None,
+    skip_bad: SkipBadOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the cells; run nothing.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run every cell of a grid spec (YAML), skipping finished cells, and print the table."""
-    from harness.config import load_grid
+    from harness.config import load_grid, with_data
     from harness.grid import print_table, run_grid
-    from harness.run import prepare
+    from harness.run import data_skipped, prepare
 
     g = load_grid(spec, overrides or [])
-    cells = g.cells()
+    cells = [(cell, with_data(s, _dir(data_dir), skip_bad)) for cell, s in g.cells()]
     if dry_run:
         missing = 0
         for cell, s in cells:
             p = prepare(s)
             try:  # loading is what fails first on a real task: a missing or malformed data file
                 data = "/".join(str(len(p.task.load(split))) for split in ("train", "valid", "test")) + " train/valid/test"
+                if n_bad := len(data_skipped(p.task)):
+                    data += f", {n_bad} bad rows skipped"
             except UserError as e:
                 data, missing = f"MISSING: {e}", missing + 1
             out.print(f"{cell}: task={s.task.name} ({data}) method={s.method.name} student={s.student.model}/{s.student.family} steps={s.train.steps} schemes={','.join(s.eval.schemes)}", markup=False)
         out.print(f"{len(cells)} cells" + (f", {missing} with missing data" if missing else ""))
         return
     st = _store(store)
-    run_grid(g, g.name, st, tracking_uri, err, show_progress=not quiet)
+    run_grid(cells, g.name, st, tracking_uri, err, show_progress=not quiet)
     print_table(tracking_uri or st.tracking_uri, g.name, out)
 
 
@@ -88,14 +118,41 @@ def results(experiment: Annotated[Optional[str], typer.Argument(help="Experiment
 
 
 @app.command()
-def tasks() -> None:
-    """List the tasks and their options."""
-    from tasks import TASKS, task_options
+def tasks(data_dir: DataDirOpt = None, skip_bad: SkipBadOpt = False) -> None:
+    """List the tasks and their options; with --data-dir, load every file task and count its splits."""
+    from tasks import TASKS, get_task, task_options
 
-    t = Table("task", "options (defaults)")
+    root = _dir(data_dir)
+    if root is None:
+        t = Table("task", "options (defaults)")
+        for name in TASKS:
+            t.add_row(name, ", ".join(f"{k}={v!r}" for k, v in task_options(name).items()))
+        out.print(t)
+        return
+    t = Table("task", "train", "valid", "test", f"data in {root}")
     for name in TASKS:
-        t.add_row(name, ", ".join(f"{k}={v!r}" for k, v in task_options(name).items()))
+        if "data_dir" in task_options(name):
+            t.add_row(name, *_counts(get_task(name, data_dir=root, **({"skip_bad": True} if skip_bad else {}))))
+        else:
+            t.add_row(name, "", "", "", "generated, no files")
     out.print(t)
+
+
+def _counts(task) -> list[str]:
+    """[train, valid, test, note] for one loaded task; a split that cannot load shows why."""
+    from harness.run import data_skipped
+
+    cells, errors = [], {}
+    for split in ("train", "valid", "test"):
+        try:
+            cells.append(f"{len(task.load(split)):,}")
+        except UserError as e:
+            cells.append("-")
+            errors.setdefault(str(e), []).append(split)
+    notes = [msg if len(splits) == 3 else f"{'/'.join(splits)}: {msg}" for msg, splits in errors.items()]
+    if "-" not in cells and (n_bad := len(data_skipped(task))):
+        notes.append(f"{n_bad} bad rows skipped")
+    return cells + ["; ".join(notes) or "ok"]
 
 
 @app.command()

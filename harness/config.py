@@ -260,3 +260,23 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> GridSpec:
     for axis in grid.grid:
         _check_keys(set_dotted({}, axis, None), RunSpec)
     return grid
+
+
+def with_data(spec: RunSpec, data_dir: str | None = None, skip_bad: bool = False) -> RunSpec:
+    """The spec with the CLI's --data-dir / --skip-bad applied to its task.
+
+    --data-dir fills `data_dir` only for tasks that read files and whose spec names no data
+    source of its own (data_dir or hf_dataset); --skip-bad sets `skip_bad` on such tasks.
+    """
+    from tasks import task_options
+
+    known = task_options(spec.task.name)
+    opts = spec.task.options
+    if data_dir and "data_dir" in known and opts.get("data_dir") is None and opts.get("hf_dataset") is None:
+        opts["data_dir"] = str(data_dir)
+    if skip_bad and "skip_bad" in known:
+        opts["skip_bad"] = True
+    if opts == spec.task.options:
+        return spec
+    task = TaskSpec(name=spec.task.name, **opts)
+    return spec.model_copy(update={"task": task})

@@ -26,7 +26,7 @@ from harness.decoding import GREEDY, HFDecoder, SamplingParams, to_chains
 from harness.errors import UserError, unknown
 from harness.models import TinyConfig, build_tiny_model, corpus
 from harness.scoring import Score, most_frequent_baseline, score
-from harness.store import Store, content_key, read_jsonl, write_jsonl
+from harness.store import Store, atomic_write_text, content_key, read_jsonl, write_jsonl
 from harness.student import Student
 from harness.tracking import Tracker
 from harness.training import TrainConfig, TrainContext
@@ -122,6 +122,12 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         base_answer, result.baseline = most_frequent_baseline([e.answer for e in train], [e.answer for e in test], p.task.canonical)
         log.metrics({"baseline/most_frequent": result.baseline, "data/train": len(train), "data/valid": len(valid), "data/test": len(test)})
         log.tags({"baseline_answer": base_answer})
+        skipped = data_skipped(p.task)
+        if skipped:  # --skip-bad: the count is a metric, every skipped row is in the artifact
+            log.metrics({"data/skipped_rows": len(skipped)})
+            path = store.file("skipped", key, ".txt")
+            atomic_write_text(path, "\n".join(skipped) + "\n")
+            log.artifact(path, "data")
 
         if spec.eval.untrained:
             before = Student.load(model_ref, device, **lengths)
@@ -168,6 +174,12 @@ def teacher_bank(task: Task, train: Sequence[Example], spec: RunSpec, store: Sto
         chains = teachers.oracle_chains(task, list(train), k=t.k, wrong_rate=t.wrong_rate, seed=t.seed)
     write_jsonl(path, (c.to_dict() for c in chains))
     return key, chains
+
+
+def data_skipped(task: Task) -> list[str]:
+    """One message per malformed row the task skipped (skip_bad); empty for tasks without files."""
+    skipped = getattr(task, "skipped", None)
+    return list(skipped()) if callable(skipped) else []
 
 
 def task_key(task: Task) -> dict[str, Any]:

@@ -12,10 +12,12 @@ from tasks.arith import ArithTask
 from tasks.base import Task
 from tasks.addsub import AddSubTask
 from tasks.anli import ANLITask
+from tasks.asdiv import ASDivATask, ASDivTask
 from tasks.csqa import CSQATask
 from tasks.esnli import ESNLITask
 from tasks.gsm8k import GSM8KTask
 from tasks.gsm_symbolic import GSMSymbolicTask
+from tasks.math import Math500Task, MathTask
 from tasks.multiarith import MultiArithTask
 from tasks.singleeq import SingleEqTask
 from tasks.svamp import SVAMPTask
@@ -31,6 +33,10 @@ TASKS: dict[str, Callable[..., Task]] = {
     "csqa": CSQATask,
     "anli": ANLITask,
     "esnli": ESNLITask,
+    "math": MathTask,
+    "math500": Math500Task,
+    "asdiv": ASDivTask,
+    "asdiv_a": ASDivATask,
 }
 
 

@@ -11,9 +11,20 @@ Canonical number format (one string per rational value):
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import functools
+import math
+import os
+import queue
 import re
+import socket
+import subprocess
+import sys
+import threading
+import time
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 MAX_DIGITS = 100  # longer numbers are not answers, and Fraction on them is not free
@@ -218,6 +229,10 @@ def equivalent(pred: str | None, gold: str) -> bool:
     if cp == cg:
         return True
     a, b = parse_number(cp), parse_number(cg)
+    if a is None and "frac" in pred:  # LaTeX fractions cost one regex: \frac{1}{2} vs 0.5
+        a = _math_number(math_normalize(pred))
+    if b is None and "frac" in gold:
+        b = _math_number(math_normalize(gold))
     if a is None or b is None or (a.denominator == 1 and b.denominator == 1):
         return False
     return abs(a - b) <= Fraction(REL_TOL) * max(abs(a), abs(b))
@@ -238,3 +253,837 @@ class NumericAnswers:
 
     def equivalent(self, pred: str | None, gold: str) -> bool:
         return equivalent(pred, gold)
+
+
+# --- MATH answers (LaTeX) -------------------------------------------------------------------
+#
+# Layered, cheapest first: string identity, normalised identity, exact numbers, structures
+# (tuples, intervals, sets, matrices, lists) element by element, and only then sympy. The
+# sympy step runs in a worker process with a hard time limit: sympy can hang or eat memory on
+# model output (9^{9^{9^9}}), and signal-based timeouts only work on the main thread.
+
+_MAX_MATH_TEXT = 2000  # longer "answers" are compared verbatim: normalising them is waste
+_SYMPY_MAX_CHARS = 400  # MATH golds are under 160 characters; longer preds are not worth sympy
+_MAX_DEPTH = 6  # structure nesting we recurse into; deeper is compared as text
+_MAX_ITEMS = 64  # elements of a list/set/matrix we match pairwise
+
+_BOXED_WRAP = re.compile(r"\\(?:boxed|fbox)\s*\{(.*)\}", re.DOTALL)
+_LEFT_RIGHT = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])\.?")
+_SPACING = re.compile(r"(?<!\\)\\[!,;: ]|\\q?quad(?![a-zA-Z])|\\displaystyle(?![a-zA-Z])|~")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\u00b0|\\degree(?![a-zA-Z])")
+_TEXT_CMD = re.compile(r"\\(?:mbox|textrm|textnormal|textit|textbf|mathrm|mathit|textup)(?![a-zA-Z])")
+_AND_OR = re.compile(r"\\text\{\s*(?:and|or)\s*\}|(?<![a-zA-Z\\])(?:and|or)(?![a-zA-Z])")
+# A trailing unit: "5\text{ cm}", "3\text{ square feet}^2". The content must start with a space
+# or have two letters, so "4\text{i}"-like symbols survive.
+_TEXT_UNIT = re.compile(r"(?<=\S)\s*\\text\{(?:\s+[a-zA-Z][a-zA-Z ./]*|[a-zA-Z][a-zA-Z ./]+)\}(?:\^\{?[23]\}?)?$")
+_WORD_UNIT = re.compile(r"^([-+]?[\d.,]*\d)\s+[a-zA-Z][a-zA-Z ]*(?:\^\{?[23]\}?)?$")  # "12 inches"
+_TEXT_WRAP = re.compile(r"\\text\{([^{}]*)\}")
+_CHOICE = re.compile(r"\(([A-E])\)")
+_ASSIGN = re.compile(r"([a-zA-Z]{1,2}(?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([^()=]*\))=(?!=)")
+_IN_PREFIX = re.compile(r"^[a-zA-Z]\\in(?![a-zA-Z])")
+_FRAC_SHORT = (
+    (re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"),
+    (re.compile(r"\\frac\s*([^{\\\s])\s*([^{\\\s])"), r"\\frac{\1}{\2}"),  # \frac12
+    (re.compile(r"\\frac\s*([^{\\\s])\s*\{"), r"\\frac{\1}{"),  # \frac1{x}
+    (re.compile(r"\\frac\{([^{}]*)\}\s*([^{\\\s])"), r"\\frac{\1}{\2}"),  # \frac{1}2
+    (re.compile(r"\\sqrt\s*(\[[^\]]*\])?\s*([^{\[\\\s])"), r"\\sqrt\1{\2}"),  # \sqrt2, \sqrt[3]2
+)
+_RELATIONS = ((re.compile(r"\\leq(?:slant)?(?![a-zA-Z])"), r"\\le"), (re.compile(r"\\geq(?:slant)?(?![a-zA-Z])"), r"\\ge"),
+              (re.compile(r"\\neq(?![a-zA-Z])"), r"\\ne"), (re.compile(r"\\varnothing(?![a-zA-Z])"), r"\\emptyset"))
+_SINGLE_SCRIPT = re.compile(r"([\^_])\{([a-zA-Z0-9])\}")  # x^{2} -> x^2
+_WHITESPACE = re.compile(r"(\\[a-zA-Z]+)?\s+(?=([a-zA-Z])?)")
+_BARE_DECIMAL = re.compile(r"(?<![\d}a-zA-Z])\.(?=\d)")
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+def _balanced(s: str) -> bool:
+    """Whether the braces of s balance (so "{a}{b}" is not taken as one group)."""
+    depth = 0
+    for c in s:
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def _strip_whitespace(s: str) -> str:
+    """Drop whitespace, except one space between a command and a letter (\\pi r is not \\pir)."""
+    return _WHITESPACE.sub(lambda m: m[1] + " " if m[1] and m[2] else (m[1] or ""), s)
+
+
+def _strip_assignment(s: str) -> str:
+    """ "x=5" -> "5", also per element of "x=1,y=2"; equations like "x+y=1" are kept."""
+    m = _ASSIGN.match(s)
+    if m is not None and m.end() < len(s) and "=" not in s[m.end() :]:
+        return s[m.end() :]
+    parts = _split_top(s, ",")
+    out = []
+    for p in parts:
+        m = _ASSIGN.match(p)
+        if m is None or "=" in p[m.end() :] or m.end() == len(p):
+            return s
+        out.append(p[m.end() :])
+    return ",".join(out)
+
+
+def _normalize_once(s: str) -> str:
+    s = s.strip()
+    while (m := _BOXED_WRAP.fullmatch(s)) is not None and _balanced(m[1]):
+        s = m[1].strip()
+    s = s.replace("\\$", "").replace("$", "")
+    if s.startswith("\\(") and s.endswith("\\)") or s.startswith("\\[") and s.endswith("\\]"):
+        s = s[2:-2]
+    s = _LEFT_RIGHT.sub("", s)
+    s = _SPACING.sub(" ", s)
+    s = s.replace("{,}", ",")
+    s = _DEGREES.sub("", s).replace("\\%", "").replace("%", "")
+    s = _TEXT_CMD.sub(r"\\text", s)
+    s = _AND_OR.sub(",", s)
+    s = _TEXT_UNIT.sub("", s.strip())
+    if (m := _WORD_UNIT.fullmatch(s)) is not None:
+        s = m[1]
+    s = _TEXT_WRAP.sub(lambda m: m[1].strip(), s)  # \text{(A)} -> (A); units are gone by now
+    for pattern, repl in (*_FRAC_SHORT, *_RELATIONS):
+        s = pattern.sub(repl, s)
+    s = _SINGLE_SCRIPT.sub(r"\1\2", s)
+    s = _strip_whitespace(s)
+    s = re.sub(r",{2,}", ",", s).strip(",;")
+    s = _IN_PREFIX.sub("", s)
+    s = _strip_assignment(s)
+    if (m := _CHOICE.fullmatch(s)) is not None:
+        s = m[1]
+    s = _BARE_DECIMAL.sub("0.", s)
+    if s.endswith(".") and not s.endswith(".."):
+        s = s[:-1]
+    if s.startswith("+"):
+        s = s[1:]
+    if _THOUSANDS.fullmatch(s):
+        s = s.replace(",", "")
+    return s
+
+
+@functools.lru_cache(maxsize=65536)
+def math_normalize(answer: str) -> str:
+    r"""Cheap string normal form of a LaTeX answer: "$x = \dfrac12$" -> "\frac{1}{2}"."""
+    s = answer.strip()
+    if len(s) > _MAX_MATH_TEXT:
+        return s
+    for _ in range(10):  # to a fixed point, so the function is idempotent
+        prev, s = s, _normalize_once(s)
+        if s == prev:
+            break
+    return s
+
+
+_DEC = r"\d+(?:\.\d*)?|\.\d+"
+_PLAIN_NUM = re.compile(rf"([-+]?)({_DEC})")
+_SLASH_NUM = re.compile(r"([-+]?)(\d+)/(\d+)")
+_FRAC_NUM = re.compile(rf"([-+]?)\\frac\{{([-+]?)({_DEC})\}}\{{([-+]?)({_DEC})\}}")
+_MIXED_NUM = re.compile(r"([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}")  # 2\frac{1}{2} is 5/2 in MATH
+
+
+def _signed(sign: str, value: Fraction) -> Fraction:
+    return -value if sign == "-" else value
+
+
+@functools.lru_cache(maxsize=65536)
+def _math_number(s: str) -> Fraction | None:
+    """The exact value of a normalised answer that is a plain number or simple fraction."""
+    if len(s) > _MAX_NUMBER_TEXT or sum(c.isdigit() for c in s) > MAX_DIGITS:
+        return None
+    if (m := _PLAIN_NUM.fullmatch(s)) is not None:
+        return _signed(m[1], Fraction(m[2].rstrip(".") or "0"))
+    if (m := _SLASH_NUM.fullmatch(s)) is not None:
+        return None if int(m[3]) == 0 else _signed(m[1], Fraction(int(m[2]), int(m[3])))
+    if (m := _FRAC_NUM.fullmatch(s)) is not None:
+        num, den = Fraction(m[3].rstrip(".")), Fraction(m[5].rstrip("."))
+        if den == 0:
+            return None
+        return _signed(m[1], _signed(m[2], Fraction(1)) * _signed(m[4], Fraction(1)) * num / den)
+    if (m := _MIXED_NUM.fullmatch(s)) is not None:
+        num, den = int(m[3]), int(m[4])
+        if den == 0 or num >= den:  # 2\frac{3}{2} is a product, not a mixed number: leave to sympy
+            return None
+        return _signed(m[1], int(m[2]) + Fraction(num, den))
+    return None
+
+
+@functools.lru_cache(maxsize=65536)
+def math_canonical(answer: str) -> str:
+    """Grouping key for majority voting: the canonical number, else the normalised string.
+
+    Equal keys imply math_equivalent (it compares these keys before anything costly).
+    """
+    s = math_normalize(answer)
+    value = _math_number(s)
+    return s if value is None else format_number(value)
+
+
+def _numbers_close(a: Fraction, b: Fraction) -> bool:
+    """Same rule as `equivalent`: integers exactly, anything else within REL_TOL."""
+    if a == b:
+        return True
+    if a.denominator == 1 and b.denominator == 1:
+        return False
+    return abs(a - b) <= Fraction(REL_TOL) * max(abs(a), abs(b))
+
+
+# --- structures ------------------------------------------------------------------------------
+
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def _split_top(s: str, sep: str) -> list[str]:
+    """Split s on sep where no bracket is open (intervals like [1,2) count as one bracket)."""
+    parts, depth, start, i, n, k = [], 0, 0, 0, len(s), len(sep)
+    while i < n:
+        c = s[i]
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        elif depth == 0 and s.startswith(sep, i):
+            parts.append(s[start:i])
+            start = i = i + k
+            continue
+        i += 1
+    parts.append(s[start:])
+    return parts
+
+
+def _wrapped(s: str) -> bool:
+    """Whether the first bracket of s closes at its last character."""
+    depth = 0
+    for i, c in enumerate(s):
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+            if depth == 0 and i != len(s) - 1:
+                return False
+    return depth == 0
+
+
+_MATRIX = re.compile(r"\\begin\{([pbvBV]?matrix|array)\}(?:\{[lcr|]*\})?(.*)\\end\{\1\}", re.DOTALL)
+
+
+def _structure(s: str) -> tuple[str, list[str]] | None:
+    """(kind, elements) for a matrix, set, union, tuple/interval or bare list; None otherwise.
+
+    Kinds: "matrix:RxC", "set", "union" and "list" are order-free or shape-checked; a bracket
+    pair like "()" or "[)" is ordered and must match exactly (intervals keep their ends).
+    """
+    if (m := _MATRIX.fullmatch(s)) is not None:
+        rows = [r for r in _split_top(m[2], "\\\\") if r]
+        cells = [_split_top(r, "&") for r in rows]
+        if not cells or len({len(r) for r in cells}) != 1:
+            return None
+        return f"matrix:{len(cells)}x{len(cells[0])}", [c for r in cells for c in r]
+    if s.startswith("\\{") and s.endswith("\\}") and _wrapped(s[1:]):
+        inner = s[2:-2]
+        return "set", _split_top(inner, ",") if inner else []
+    union = _split_top(s, "\\cup")
+    if len(union) > 1:
+        return "union", union
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _wrapped(s):
+        items = _split_top(s[1:-1], ",")
+        if len(items) >= 2:
+            return s[0] + s[-1], items
+    items = _split_top(s, ",")
+    if len(items) >= 2:
+        return "list", items
+    return None
+
+
+def _match_unordered(a: list[str], b: list[str], same) -> bool:
+    """Whether the elements pair up one to one (augmenting paths, so the answer is symmetric)."""
+    if len(a) != len(b):
+        return False
+    if sorted(a) == sorted(b):
+        return True
+    owner: dict[int, int] = {}
+
+    def place(i: int, seen: set[int]) -> bool:
+        for j in range(len(b)):
+            if j not in seen and same(a[i], b[j]):
+                seen.add(j)
+                if j not in owner or place(owner[j], seen):
+                    owner[j] = i
+                    return True
+        return False
+
+    return all(place(i, set()) for i in range(len(a)))
+
+
+# --- a float pre-check -----------------------------------------------------------------------
+#
+# Most pairs that reach this point are wrong answers ("\sqrt{17}" vs "5"). A tiny evaluator for
+# the common LaTeX subset settles those without sympy: both sides at three points (variables get
+# fixed irrational-ish values). Different values => not equivalent. Equal values only send the
+# pair on to sympy, so a bug here can cost speed or a wrong "no", never a wrong "yes"; the
+# evaluator bails out (None) on anything it does not know, on complex values and on magnitudes
+# where doubles lose the digits that matter.
+
+
+class _Unsure(Exception):
+    """The evaluator cannot decide this input."""
+
+
+_FLOAT_LIMIT = 1e12  # beyond this, 53-bit doubles cannot tell 10^{20}+1 from 10^{20}
+_POINTS = ((0.5371, 0.3119, 0.7207), (1.7313, 1.2291, 2.1157), (-0.8423, -1.3571, 0.4219))
+_FLOAT_CMDS = {"\\cdot": "*", "\\times": "*", "\\div": "/"}
+
+
+class _FloatEval:
+    """Recursive descent over a normalised LaTeX string: + - * / ^ \frac \sqrt \pi, implicit products."""
+
+    def __init__(self, s: str, point: tuple[float, ...], names: list[str]) -> None:
+        self.s, self.i, self.point, self.names = s, 0, point, names  # names: the variables, in order
+
+    def run(self) -> float:
+        value = self.expr()
+        if self.i != len(self.s):
+            raise _Unsure
+        return value
+
+    def peek(self) -> str:
+        while self.i < len(self.s) and self.s[self.i] == " ":
+            self.i += 1
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def command(self) -> str:
+        m = re.compile(r"\\[a-zA-Z]+").match(self.s, self.i)
+        return m[0] if m else ""
+
+    def check(self, v: float) -> float:
+        if isinstance(v, complex) or v != v or abs(v) > _FLOAT_LIMIT:
+            raise _Unsure
+        return v
+
+    def expr(self) -> float:
+        value = self.term()
+        while self.peek() in ("+", "-") and self.peek():
+            op = self.s[self.i]
+            self.i += 1
+            rhs = self.term()
+            value = self.check(value + rhs if op == "+" else value - rhs)
+        return value
+
+    def term(self) -> float:
+        value = self.unary()
+        while True:
+            c, cmd = self.peek(), self.command()
+            op = _FLOAT_CMDS.get(cmd) or (c if c in "*/" and c else "")
+            if op:
+                self.i += len(cmd) if cmd in _FLOAT_CMDS else 1
+                rhs = self.unary()
+                if op == "/" and rhs == 0:
+                    raise _Unsure
+                value = self.check(value * rhs if op == "*" else value / rhs)
+            elif c and (c.isalnum() or c in "({." or cmd in ("\\frac", "\\sqrt", "\\pi")):
+                value = self.check(value * self.power())  # implicit product: 2\sqrt{3}, 3(x+1)
+            else:
+                return value
+
+    def unary(self) -> float:
+        if self.peek() in ("-", "+") and self.peek():
+            sign = -1.0 if self.s[self.i] == "-" else 1.0
+            self.i += 1
+            return sign * self.unary()
+        return self.power()
+
+    def power(self) -> float:
+        base = self.atom()
+        if self.peek() == "^":
+            self.i += 1
+            if self.peek() == "{":
+                exponent = self.group()
+            elif self.peek().isdigit():  # x^23 is x^2 times 3 in LaTeX
+                exponent = float(self.s[self.i])
+                self.i += 1
+            else:
+                exponent = self.atom()
+            if base < 0 and exponent != int(exponent) or base == 0 and exponent < 0 or abs(exponent) > 64:
+                raise _Unsure
+            return self.check(base**exponent)
+        return base
+
+    def group(self) -> float:
+        close = {"{": "}", "(": ")", "[": "]"}[self.s[self.i]]
+        self.i += 1
+        value = self.expr()
+        if self.peek() != close:
+            raise _Unsure
+        self.i += 1
+        return value
+
+    def atom(self) -> float:
+        c, cmd = self.peek(), self.command()
+        if c in ("{", "(", "[") and c:
+            return self.group()
+        if m := re.compile(r"\d+(?:\.\d*)?|\.\d+").match(self.s, self.i):
+            if len(m[0]) > 15:
+                raise _Unsure
+            self.i = m.end()
+            return float(m[0])
+        if cmd == "\\pi":
+            self.i += 3
+            return math.pi
+        if cmd == "\\frac":
+            self.i += 5
+            if self.peek() != "{":
+                raise _Unsure
+            num = self.group()
+            if self.peek() != "{":
+                raise _Unsure
+            den = self.group()
+            if den == 0:
+                raise _Unsure
+            return self.check(num / den)
+        if cmd == "\\sqrt":
+            self.i += 5
+            index = 2.0
+            if self.peek() == "[":
+                index = self.group()
+            if self.peek() != "{" or index not in (2.0, 3.0, 4.0, 5.0):
+                raise _Unsure
+            radicand = self.group()
+            if radicand < 0:
+                if index % 2 == 0:
+                    raise _Unsure
+                return -((-radicand) ** (1 / index))
+            return radicand ** (1 / index)
+        if c.isalpha() and c not in "i":  # i is the imaginary unit: leave it to sympy
+            self.i += 1
+            if c == "e" and "e" not in self.names:
+                return math.e
+            k = self.names.index(c)
+            return self.point[k] if k < len(self.point) else 0.9137 + 0.41 * k
+        raise _Unsure
+
+
+def _float_value(s: str, point: tuple[float, ...], names: list[str]) -> float:
+    return _FloatEval(s, point, names).run()
+
+
+def _float_differ(a: str, b: str) -> bool:
+    """True when a and b surely differ in value (see above); False when unsure or equal."""
+    if len(a) > _SYMPY_MAX_CHARS or len(b) > _SYMPY_MAX_CHARS:
+        return False
+    names = sorted(set(re.findall(r"(?<![a-zA-Z])[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", " ", a + " " + b))) - {"e"})
+    has_e = bool(re.search(r"(?<![a-zA-Z\\])e(?![a-zA-Z])", a + b))
+    if has_e and names:  # e next to variables may be a variable too
+        return False
+    try:
+        for point in _POINTS[: 3 if names else 1]:
+            x, y = _float_value(a, point, names), _float_value(b, point, names)
+            if abs(x - y) > REL_TOL * max(abs(x), abs(y)) + 1e-12:
+                return True
+    except (_Unsure, ArithmeticError, ValueError, RecursionError, IndexError):
+        return False
+    return False
+
+
+# --- the sympy step, in worker processes ------------------------------------------------------
+
+SYMPY_TIMEOUT = 3.0  # seconds per check, for everything sympy does on it
+_WORKER_STARTUP = 120.0  # importing sympy on a loaded machine; not counted against checks
+_WORKER_MEMORY = 4 << 30  # address-space cap: 9^{9^9} raises MemoryError instead of swapping
+
+# Not worth sympy: power towers of numbers (9^{9^{9^9}}, 9**9**9) and huge factorials only
+# end in a timeout; base-n numerals ("3120_3") are read as plain integers by latex2sympy.
+_ABSURD = re.compile(r"\d\s*(?:\^|\*\*)\s*\{?\s*[-+]?\d+\s*\}?\s*(?:\^|\*\*)|\d{4,}\s*!|\*\*|\d_\{?\w")
+_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")  # a word, not a product of symbols
+
+
+@dataclasses.dataclass
+class SympyStats:
+    """Counters of the sympy step, shared by all threads (read them in benchmarks)."""
+
+    calls: int = 0  # requests sent to a worker
+    cache_hits: int = 0
+    timeouts: int = 0  # requests killed at the time limit (the check returned False)
+    errors: int = 0  # sympy could not parse or compare (the check returned False)
+    skipped: int = 0  # too long or absurd, not attempted
+    spawns: int = 0  # worker processes started
+
+    def snapshot(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+SYMPY_STATS = SympyStats()
+_STATS_LOCK = threading.Lock()
+
+
+def _count(field: str) -> None:
+    with _STATS_LOCK:
+        setattr(SYMPY_STATS, field, getattr(SYMPY_STATS, field) + 1)
+
+
+def _sympy_parse(latex: str) -> Any:
+    """latex2sympy2 as math-verify calls it, with i read as the imaginary unit."""
+    import sympy
+    from latex2sympy2_extended import latex2sympy
+
+    expr = latex2sympy(latex, normalization_config=None)
+    if re.search(r"(?<![a-zA-Z\\])i(?![a-zA-Z])", latex) and hasattr(expr, "free_symbols"):
+        expr = expr.subs({s: sympy.I for s in expr.free_symbols if getattr(s, "name", "") == "i"})
+    return expr
+
+
+def _sympy_close(x: Any, y: Any, has_float: bool) -> bool | None:
+    """Numeric comparison of two closed-form numbers; None when they do not evaluate."""
+    import sympy
+
+    xv, yv = sympy.N(x, 30), sympy.N(y, 30)
+    if not (xv.is_number and yv.is_number) or xv.has(sympy.nan, sympy.zoo) or yv.has(sympy.nan, sympy.zoo):
+        return None
+    scale = max(abs(xv), abs(yv))
+    if not scale.is_finite:
+        return bool(xv == yv)
+    # A float in the answer is a rounding: REL_TOL as for plain decimals; exact forms must
+    # agree to ~20 digits (2\sqrt{3} vs \sqrt{12}).
+    tol = REL_TOL if has_float else 1e-20
+    return bool(abs(xv - yv) <= tol * scale) if scale != 0 else True
+
+
+def _sympy_expr_equal(x: Any, y: Any) -> bool:
+    """Whether two parsed sympy objects are the same answer (runs inside a worker)."""
+    import sympy
+    from sympy.core.relational import Relational
+
+    if isinstance(x, Relational) != isinstance(y, Relational):
+        # "y = 2x+3" states the expression 2x+3: compare the right-hand side.
+        x, y = (x.rhs if isinstance(x, sympy.Eq) and x.lhs.is_Symbol else x,
+                y.rhs if isinstance(y, sympy.Eq) and y.lhs.is_Symbol else y)
+        if isinstance(x, Relational) or isinstance(y, Relational):
+            return False
+    if isinstance(x, Relational):
+        if type(x) is not type(y):
+            x, y = x.canonical, y.canonical
+            if type(x) is not type(y):
+                return False
+        dx, dy = x.lhs - x.rhs, y.lhs - y.rhs
+        if isinstance(x, sympy.Eq):  # the same line written either way round, or scaled
+            ratio = sympy.simplify(dx / dy) if dy != 0 else None
+            return ratio is not None and ratio.is_number and ratio != 0 and ratio.is_finite is not False
+        return _sympy_expr_equal(dx, dy)
+    if isinstance(x, sympy.MatrixBase) or isinstance(y, sympy.MatrixBase):
+        if not (isinstance(x, sympy.MatrixBase) and isinstance(y, sympy.MatrixBase)) or x.shape != y.shape:
+            return False
+        return all(_sympy_expr_equal(a, b) for a, b in zip(x, y))
+    if not (isinstance(x, sympy.Expr) and isinstance(y, sympy.Expr)):
+        return bool(x == y)  # sets, intervals, tuples: structural equality only
+    if x == y:
+        return True
+    has_float = bool(x.atoms(sympy.Float) or y.atoms(sympy.Float))
+    symbols = x.free_symbols | y.free_symbols
+    if not symbols:
+        close = _sympy_close(x, y, has_float)
+        if close is not None:
+            return close
+    else:
+        # Evaluate at a few fixed irrational-ish points: unequal values prove inequality,
+        # equal values at three points are taken as identity (polynomials, rational functions).
+        ordered_symbols = sorted(symbols, key=lambda s: s.name)
+        verdicts = []
+        for point in (0.5371, 1.7313, -0.8423):
+            values = {s: sympy.Float(point + 0.1 * k, 30) for k, s in enumerate(ordered_symbols)}
+            verdicts.append(_sympy_close(x.subs(values), y.subs(values), has_float))
+        if False in verdicts:
+            return False
+        if verdicts.count(True) >= 2:
+            return True
+    return bool(sympy.simplify(x - y) == 0)
+
+
+def _sympy_equal(a: str, b: str) -> bool:
+    """Whether two normalised LaTeX answers are symbolically equal (runs inside a worker)."""
+    return _sympy_expr_equal(_sympy_parse(a), _sympy_parse(b))
+
+
+def _worker_main(fd: int, parent: int) -> None:
+    """Serve (a, b) -> ("ok", bool) | ("error", text) on socket fd until it closes or None arrives."""
+    from multiprocessing.connection import Connection
+
+    conn = Connection(fd)
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (_WORKER_MEMORY, _WORKER_MEMORY))
+    except (ImportError, ValueError, OSError):
+        pass
+
+    def orphan_watch() -> None:  # a worker stuck in sympy must not outlive its parent
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=orphan_watch, daemon=True).start()
+    _sympy_equal("1", "1")  # import sympy and latex2sympy2 before saying ready
+    conn.send("ready")
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        try:
+            reply: tuple[str, Any] = ("ok", _sympy_equal(*request))
+        except BaseException as e:  # noqa: BLE001 - parse errors, RecursionError, MemoryError
+            reply = ("error", f"{type(e).__name__}: {str(e)[:200]}")
+        conn.send(reply)
+
+
+# The worker loads this file by path, not as tasks.checking: the tasks package __init__ imports
+# every task, which a worker does not need (and which must not break it).
+_WORKER_CMD = (
+    "import sys, importlib.util as u; spec = u.spec_from_file_location('_checking_worker', sys.argv[1]); "
+    "m = u.module_from_spec(spec); sys.modules[spec.name] = m; spec.loader.exec_module(m); "
+    "m._worker_main(int(sys.argv[2]), int(sys.argv[3]))"
+)
+
+
+class _Worker:
+    """One worker process and its socket; started at once, waited for on first use.
+
+    A fresh interpreter (fork+exec, like multiprocessing's "spawn", so safe next to torch
+    threads) that loads only this file: multiprocessing's spawn would also re-run the caller's
+    __main__, which breaks for stdin/notebook callers and slows down heavy scripts.
+    """
+
+    def __init__(self) -> None:
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_CMD, str(Path(__file__).resolve()), str(theirs.fileno()), str(os.getpid())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.ready = False
+        _count("spawns")
+
+    def call(self, request: tuple[str, str], timeout: float) -> tuple[str, Any] | None:
+        """The worker's reply, or None if it did not answer within timeout (then it is dead)."""
+        if not self.ready:
+            if not self.conn.poll(_WORKER_STARTUP) or self.conn.recv() != "ready":
+                raise RuntimeError("sympy worker did not start")
+            self.ready = True
+        self.conn.send(request)
+        if self.conn.poll(max(timeout, 0.0)):
+            return self.conn.recv()
+        return None
+
+    def stop(self, kill: bool = False) -> None:
+        if not kill:
+            try:
+                self.conn.send(None)
+                self.proc.wait(0.5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        for end in (self.proc.terminate, self.proc.kill):
+            if self.proc.poll() is None:
+                end()
+                try:
+                    self.proc.wait(0.5)
+                except subprocess.TimeoutExpired:
+                    pass
+        self.conn.close()
+
+
+class SympyPool:
+    """Long-lived sympy worker processes with a hard per-request time limit.
+
+    Thread-safe: each request takes an idle worker (or starts one, up to `size`, or waits). A
+    worker that misses the deadline is killed and replaced at once, so the replacement warms up
+    while other checks run. Workers are fresh interpreters (see _Worker): safe next to torch threads.
+    """
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = size or max(1, min(4, os.cpu_count() or 1))
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _acquire(self) -> _Worker:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("SympyPool is closed")
+            if len(self._all) < self.size:
+                worker = _Worker()
+                self._all.add(worker)
+                return worker
+        return self._idle.get()
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.stop(kill=True)
+        with self._lock:
+            self._all.discard(worker)
+            if self._closed:
+                return
+            fresh = _Worker()
+            self._all.add(fresh)
+        self._idle.put(fresh)
+
+    def compare(self, a: str, b: str, timeout: float) -> bool | None:
+        """Whether sympy finds a == b; False on a parse error, None on a timeout."""
+        worker = self._acquire()
+        try:
+            reply = worker.call((a, b), timeout)
+        except BaseException:
+            self._replace(worker)
+            raise
+        if reply is None:
+            self._replace(worker)
+            return None
+        self._idle.put(worker)
+        status, value = reply
+        if status != "ok":
+            _count("errors")
+            return False
+        return bool(value)
+
+    def close(self) -> None:
+        """Stop every worker (also registered with atexit for the default pool)."""
+        with self._lock:
+            self._closed = True
+            workers, self._all = list(self._all), set()
+        for worker in workers:
+            worker.stop()
+
+
+_POOL: SympyPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def sympy_pool() -> SympyPool:
+    """The shared pool, started on first use and stopped at interpreter exit."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = SympyPool()
+            atexit.register(_POOL.close)
+        return _POOL
+
+
+def shutdown_sympy_pool() -> None:
+    """Stop the shared pool's workers now (a later check starts a fresh pool)."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.close()
+
+
+_SYMPY_CACHE: dict[tuple[str, str], bool] = {}
+_SYMPY_CACHE_MAX = 65536
+
+
+def _sympy_equivalent(a: str, b: str, deadline: float) -> bool:
+    """The sympy layer: cached, skipped for absurd input, False on timeout."""
+    key = (a, b) if a <= b else (b, a)  # the comparison is symmetric
+    cached = _SYMPY_CACHE.get(key)
+    if cached is not None:
+        _count("cache_hits")
+        return cached
+    if (
+        not a or not b or len(a) > _SYMPY_MAX_CHARS or len(b) > _SYMPY_MAX_CHARS
+        or _ABSURD.search(a) or _ABSURD.search(b) or _WORD.search(a) or _WORD.search(b)
+        or "\x00" in a or "\x00" in b
+    ):
+        _count("skipped")
+        return False
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        _count("timeouts")
+        return False
+    _count("calls")
+    result = sympy_pool().compare(a, b, remaining)
+    if result is None:
+        _count("timeouts")  # not cached: a later call with more time may succeed
+        return False
+    if len(_SYMPY_CACHE) >= _SYMPY_CACHE_MAX:
+        _SYMPY_CACHE.clear()
+    _SYMPY_CACHE[key] = result
+    return result
+
+
+# --- equivalence -----------------------------------------------------------------------------
+
+
+def _math_equal(a: str, b: str, deadline: float, depth: int) -> bool:
+    """Equivalence of two normalised answers, cheapest layer first."""
+    if a == b:
+        return True
+    x, y = _math_number(a), _math_number(b)
+    if x is not None and y is not None:
+        return _numbers_close(x, y)
+    if math_canonical(a) == math_canonical(b):
+        return True
+    if _WORD.search(a) and a.lower() == b.lower():  # text answers: "Monday" vs "monday"
+        return True
+    if depth < _MAX_DEPTH:
+        sa, sb = _structure(a), _structure(b)
+        if sa is not None or sb is not None:
+            return _structures_equal(sa, sb, deadline, depth)
+    if x is not None or y is not None:
+        # A plain number against an expression: only sympy can tell (\sqrt{4} vs 2).
+        other = b if x is not None else a
+        if _math_number(other) is None and not re.search(r"[\\\d]", other):
+            return False  # "5" vs "x": no number in sight
+    if _float_differ(a, b):
+        return False
+    return _sympy_equivalent(a, b, deadline)
+
+
+def _structures_equal(
+    sa: tuple[str, list[str]] | None, sb: tuple[str, list[str]] | None, deadline: float, depth: int
+) -> bool:
+    """Element-wise comparison; tuples and intervals in order, sets and lists in any order."""
+    if sa is None or sb is None:
+        return False
+    (ka, ia), (kb, ib) = sa, sb
+    if len(ia) > _MAX_ITEMS or len(ib) > _MAX_ITEMS:
+        return False
+
+    def same(p: str, q: str) -> bool:
+        return _math_equal(p, q, deadline, depth + 1)
+
+    if ka == kb == "union" or {ka, kb} <= {"set", "list"}:
+        return _match_unordered(ia, ib, same)
+    if ka != kb and {ka, kb} != {"list", "()"}:  # "1,2" for "(1,2)" is read as the pair
+        return False
+    return len(ia) == len(ib) and all(same(p, q) for p, q in zip(ia, ib))
+
+
+def math_equivalent(pred: str | None, gold: str, *, timeout: float | None = None) -> bool:
+    r"""Whether pred states the gold MATH answer ("\dfrac12" vs "0.5", "(1,2)" vs "(1, 2)").
+
+    Never takes much longer than `timeout` (default SYMPY_TIMEOUT) seconds: the sympy step runs
+    in a worker process that is killed at the deadline, and then the answer is False.
+    """
+    if pred is None:
+        return False
+    if pred == gold:
+        return True
+    a, b = math_normalize(pred), math_normalize(gold)
+    if a == b:
+        return True
+    if len(a) > _MAX_MATH_TEXT or len(b) > _MAX_MATH_TEXT:
+        return False
+    deadline = time.monotonic() + (SYMPY_TIMEOUT if timeout is None else timeout)
+    return _math_equal(a, b, deadline, 0)

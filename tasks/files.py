@@ -139,10 +139,15 @@ def pick_split(task: Any, split: str, loaded: tuple[dict[str, Any], tuple[str, .
     return list(splits[split])
 
 
-def resolve_data_dir(data_dir: str | None, task: str, expected: str) -> Path:
+def resolve_data_dir(
+    data_dir: str | None, task: str, expected: str, *, subdir: str | None = None, marker: str | None = None
+) -> Path:
     """The task's data folder; one-line UserError when unset or missing.
 
-    `expected` says what the folder holds, e.g. "train.jsonl and test.jsonl".
+    `expected` says what the folder holds, e.g. "train.jsonl and test.jsonl". With `subdir`
+    and `marker` (a path the folder must hold), data_dir may also be a data root laid out like
+    ../shared/data (one folder per dataset): when data_dir/marker is absent but
+    data_dir/subdir/marker exists, data_dir/subdir is the folder.
     """
     hint = f"the folder holding {expected} (see README: Data)"
     if data_dir is None or not str(data_dir).strip():
@@ -150,7 +155,15 @@ def resolve_data_dir(data_dir: str | None, task: str, expected: str) -> Path:
     path = Path(data_dir).expanduser()
     if not path.is_dir():
         raise UserError(f"task {task!r}: data_dir {str(path)!r} is not a folder; it must be {hint}")
+    if subdir and marker and not (path / marker).exists() and (path / subdir / marker).exists():
+        return path / subdir
     return path
+
+
+def data_root(folder: Path, subdir: str) -> Path:
+    """The data root a resolved task folder sits in (its parent when it is the root's `subdir`),
+    for tasks that read a second dataset folder beside their own (e.g. MATH train from tdg/)."""
+    return folder.parent if folder.name == subdir else folder
 
 
 def require_file(folder: Path, name: str, task: str) -> Path:
@@ -258,3 +271,26 @@ def check_options(task: str, data_dir: Any, skip_bad: Any) -> None:
         raise UserError(f"task {task!r}: data_dir must be a path string, got {data_dir!r}")
     if not isinstance(skip_bad, bool):
         raise UserError(f"task {task!r}: skip_bad must be true or false, got {skip_bad!r}")
+
+
+def find_source(
+    data_dir: str | None,
+    task: str,
+    expected: str,
+    layouts: Iterable[tuple[str, str, str]],
+    source: str = "auto",
+) -> tuple[str, Path]:
+    """(source, folder) for a task whose files come in more than one layout.
+
+    `layouts` lists (source name, subdir, marker) in order of preference: the source's files
+    are in data_dir/subdir ("" = data_dir itself) when that folder holds `marker`, so data_dir
+    may be a task folder or a data root. source="auto" takes the first layout found; a named
+    source only its own layouts. When none is found the first candidate is returned, so the
+    source's reader names the file that is missing.
+    """
+    base = resolve_data_dir(data_dir, task, expected)
+    cands = [lay for lay in layouts if source in ("auto", lay[0])]
+    for name, subdir, marker in cands:
+        if (base / subdir / marker).is_file():
+            return name, base / subdir
+    return cands[0][0], base

@@ -1,10 +1,21 @@
-"""GSM8K (Cobbe et al., 2021) from the original train.jsonl / test.jsonl in `data_dir`.
+"""GSM8K (Cobbe et al., 2021): grade-school math word problems with reference solutions.
 
-Splits: test = test.jsonl (1,319); train.jsonl (7,473) is split into train and valid by
-files.hash_split on the example id, valid getting ~10% (754; train 6,719), since GSM8K
-ships no valid split. Ids are "gsm8k-<file>-<0-based line index>", e.g. gsm8k-train-0.
-Gold answer: the canonical number after "#### " (commas removed). Rationale: the reference
-solution before "####", with calculator annotations "<<48/2=24>>" removed.
+Sources (give one):
+- data_dir: the original train.jsonl / test.jsonl (openai/grade-school-math). data_dir may be
+  the folder holding them or a data root holding a gsm8k/ folder (e.g. shared/data).
+- hf_dataset: a Hugging Face dataset id, normally "openai/gsm8k", or a local folder in the
+  hub's layout; config "main", splits "train" and "test", fields question, answer. The hub
+  rows are the jsonl lines in the same order, so both sources give the same Examples (ids,
+  questions, answers, rationales, meta) and share one row converter.
+
+Splits: test = test.jsonl / hub test (1,319); train.jsonl / hub train (7,473) is split into
+train and valid by files.hash_split on the example id, valid getting ~10% (754; train 6,719),
+since GSM8K ships no valid split. Ids are "gsm8k-<train|test>-<0-based row index>", e.g.
+gsm8k-train-0 (a skipped bad row never shifts later ids). meta = {"file", "line"}: the row's
+position in the original jsonl (1-based line = row index + 1).
+Gold answer: the canonical number after "####" (commas removed: "1,000" -> "1000").
+Rationale: the reference solution before "####", with calculator annotations "<<48/2=24>>"
+removed.
 """
 
 from __future__ import annotations
@@ -15,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from harness.types import Example
-from tasks import checking, files
+from tasks import checking, files, hub
 
 VALID_SHARE = 0.10  # share of train.jsonl carved out as valid
+HF_CONFIG = "main"  # the openai/gsm8k config holding the original problems
 _CALC = re.compile(r"<<[^<>]*>>")
 
 
@@ -27,6 +39,7 @@ class GSM8KTask(checking.NumericAnswers):
 
     data_dir: str | None = None
     skip_bad: bool = False
+    hf_dataset: str | None = None  # e.g. "openai/gsm8k" (config "main"), instead of data_dir
 
     name: ClassVar[str] = "gsm8k"
     version: ClassVar[str] = "1"
@@ -34,6 +47,7 @@ class GSM8KTask(checking.NumericAnswers):
 
     def __post_init__(self) -> None:
         files.check_options(self.name, self.data_dir, self.skip_bad)
+        hub.check_source(self.name, self.data_dir, self.hf_dataset)
 
     def load(self, split: str) -> list[Example]:
         return files.pick_split(self, split, _load(self))
@@ -57,6 +71,7 @@ def parse_solution(solution: str, loc: str) -> tuple[str, str]:
 
 
 def _example(row: dict[str, Any], split_file: str, index: int, loc: str) -> Example:
+    """The Example of one row (a jsonl line or a hub row): both sources use this converter."""
     question = files.require(row, "question", loc, str)
     gold, rationale = parse_solution(files.require(row, "answer", loc, str), loc)
     return Example(
@@ -64,7 +79,7 @@ def _example(row: dict[str, Any], split_file: str, index: int, loc: str) -> Exam
         question=question.strip(),
         answer=gold,
         rationale=rationale,
-        meta={"file": f"{split_file}.jsonl", "line": row["_line"]},
+        meta={"file": f"{split_file}.jsonl", "line": index + 1},
     )
 
 
@@ -81,12 +96,30 @@ def _read(folder: Any, split_file: str, task: GSM8KTask, skipped: list[str]) -> 
     )
 
 
+def _read_hub(split: str, task: GSM8KTask, skipped: list[str]) -> list[Example]:
+    dataset = str(task.hf_dataset)
+    rows = hub.load_rows(dataset, split, task=task.name, config=HF_CONFIG)
+    # "_line" is the 0-based row index, i.e. the jsonl line index: the same ids as the files.
+    return files.convert_rows(
+        rows,
+        lambda r: _example(r, split, r["_line"], hub.where(dataset, HF_CONFIG, split, r["_line"])),
+        task.skip_bad,
+        skipped,
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def _load(task: GSM8KTask) -> tuple[dict[str, tuple[Example, ...]], tuple[str, ...]]:
-    folder = files.resolve_data_dir(task.data_dir, "gsm8k", "train.jsonl and test.jsonl")
     skipped: list[str] = []
-    train_all = _read(folder, "train", task, skipped)
-    test = _read(folder, "test", task, skipped)
+    if task.hf_dataset is not None:
+        train_all = _read_hub("train", task, skipped)
+        test = _read_hub("test", task, skipped)
+    else:
+        folder = files.resolve_data_dir(
+            task.data_dir, "gsm8k", "train.jsonl and test.jsonl", subdir="gsm8k", marker="train.jsonl"
+        )
+        train_all = _read(folder, "train", task, skipped)
+        test = _read(folder, "test", task, skipped)
     valid_ids = files.hash_split((e.id for e in train_all), VALID_SHARE, salt="gsm8k-valid")
     splits = {
         "train": tuple(e for e in train_all if e.id not in valid_ids),

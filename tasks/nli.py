@@ -1,19 +1,28 @@
-"""Shared pieces of the NLI tasks (anli, esnli): label words, answer extraction, DSS file loading.
+"""What the NLI tasks (anli, esnli) share: label words, answer checking, prompts and loading.
 
 Gold answers are the label words "entailment", "neutral", "contradiction". The DSS exports
-store labels as ints in the HF convention 0 = entailment, 1 = neutral, 2 = contradiction.
+and the Hugging Face datasets store labels as ints, 0 = entailment, 1 = neutral,
+2 = contradiction; -1 (an unlabeled hub row) and anything else is a row error.
+
+A task is a frozen dataclass with the options data_dir / skip_bad / hf_dataset (e-SNLI also
+`source`) that mixes in NLITask and names its dataset in a `data: ClassVar[NLIData]`. Every
+source (DSS JSON Lines, e-SNLI's text files, a Hugging Face dataset) yields raw rows with the
+DSS field names, and one converter per dataset (NLIData.convert) turns each into an Example,
+so all sources give the same Examples for the same rows.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.errors import UserError, unknown
 from harness.types import Example
-from tasks import files
+from tasks import files, hub
 from tasks.base import SPLITS
 
 LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")  # index = HF int label
@@ -29,6 +38,8 @@ def label_word(value: Any, loc: str) -> str:
         return LABELS[value]
     if isinstance(value, str) and value.strip().lower() in LABELS:
         return value.strip().lower()
+    if value == -1 and not isinstance(value, bool):
+        raise files.RowError(f"{loc}: unlabeled row (label -1)")
     raise files.RowError(f"{loc}: unknown label {value!r} (expected 0/1/2 or one of {', '.join(LABELS)})")
 
 
@@ -47,10 +58,6 @@ def canonical(answer: str) -> str:
 
 def equivalent(pred: str | None, gold: str) -> bool:
     return pred is not None and canonical(pred) in LABELS and canonical(pred) == canonical(gold)
-
-
-def student_input(example: Example) -> str:
-    return example.question
 
 
 def question(premise: str, hypothesis: str) -> str:
@@ -85,11 +92,59 @@ def few_shot_prompt(example: Example) -> str:
     return shots + f"{example.question}\nA:"
 
 
-class NLIAnswers:
-    """extract/canonical/equivalent/student_input/prompt shared by the NLI tasks."""
+# --- loading ------------------------------------------------------------------------------
+
+# One raw row of a split: (row with DSS field names, its location for messages, 0-based index).
+Raw = tuple[dict[str, Any], str, int]
+# A file source's reader: (task, folder, skipped) -> {split: raw rows, or None when absent}.
+Reader = Callable[[Any, Path, list[str]], dict[str, list[Raw] | None]]
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """One layout of a dataset's files: found in data_dir/<subdir> for a subdir holding `marker`."""
+
+    name: str
+    subdirs: tuple[str, ...]
+    marker: str
+    expected: str  # what the folder holds, for messages
+    train_files: str  # the train files, named when they are absent
+    read: Reader
+
+
+@dataclass(frozen=True)
+class NLIData:
+    """Where an NLI dataset's rows come from, and the one converter they all go through."""
+
+    sources: tuple[FileSource, ...]  # file sources, the first is the default
+    hub_splits: tuple[tuple[str, str], ...]  # (our split, Hugging Face split)
+    convert: Callable[[dict[str, Any], str, str, int], Example]  # (row, loc, split, index)
+
+
+class NLITask:
+    """Mixed into the NLI task dataclasses: options check, loading, prompts and answer checking."""
+
+    data: ClassVar[NLIData]
+    name: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        check_options(self)
+
+    def load(self, split: str) -> list[Example]:
+        if split not in SPLITS:
+            raise unknown("split", split, SPLITS)
+        splits, skipped, missing = load_all(self)
+        files.report_skipped(self.name, list(skipped))
+        if splits[split] is None:
+            raise UserError(f"task {self.name!r}: no {split} split: {missing}")
+        return list(splits[split])
+
+    def skipped(self) -> list[str]:
+        """One message per row skipped with skip_bad=True (empty otherwise)."""
+        return list(load_all(self)[1])
 
     def student_input(self, example: Example) -> str:
-        return student_input(example)
+        return example.question
 
     def prompt(self, example: Example) -> str:
         return few_shot_prompt(example)
@@ -104,52 +159,85 @@ class NLIAnswers:
         return equivalent(pred, gold)
 
 
-def load_dss_splits(
-    task: Any,
-    prefix: str,
-    convert: Callable[[dict[str, Any], str, str, int], Example],
-) -> tuple[dict[str, tuple[Example, ...] | None], tuple[str, ...]]:
-    """Splits from <data_dir>/<prefix>_{train,valid,test}.json (JSON Lines).
+def check_options(task: Any) -> None:
+    files.check_options(task.name, task.data_dir, task.skip_bad)
+    hub.check_source(task.name, task.data_dir, task.hf_dataset)
+    names = ("auto",) + tuple(s.name for s in task.data.sources)
+    source = getattr(task, "source", "auto")
+    if source not in names:
+        raise unknown(f"source for task {task.name!r}", str(source), names)
+    if task.hf_dataset is not None and source != "auto":
+        raise UserError(f"task {task.name!r}: source applies to data_dir files, not to hf_dataset")
 
-    valid and test must exist; train is None when <prefix>_train.json is absent (the shared
-    DSS copy lacks it). convert(row, loc, split, index) builds one Example; ids must be unique.
-    """
-    folder = files.resolve_data_dir(
-        task.data_dir, task.name, f"{prefix}_valid.json and {prefix}_test.json (DSS export)"
-    )
+
+@functools.lru_cache(maxsize=8)
+def load_all(task: Any) -> tuple[dict[str, tuple[Example, ...] | None], tuple[str, ...], str]:
+    """(splits, skipped messages, why train is absent) of a task; a split is None when absent."""
     skipped: list[str] = []
+    if task.hf_dataset is not None:
+        raw: dict[str, list[Raw] | None] = {s: None for s in SPLITS}
+        for split, hub_split in task.data.hub_splits:
+            rows = hub.load_rows(task.hf_dataset, hub_split, task=task.name)
+            raw[split] = [(r, hub.where(task.hf_dataset, None, hub_split, r["_line"]), r["_line"]) for r in rows]
+        missing = f"Hugging Face dataset {task.hf_dataset!r} has no split for it"
+    else:
+        layouts = [(s.name, sub, s.marker) for s in task.data.sources for sub in s.subdirs]
+        layouts.sort(key=lambda lay: bool(lay[1]))  # data_dir itself before a root's subfolders
+        expected = " or ".join(s.expected for s in task.data.sources)
+        name, folder = files.find_source(task.data_dir, task.name, expected, layouts, getattr(task, "source", "auto"))
+        src = next(s for s in task.data.sources if s.name == name)
+        raw = src.read(task, folder, skipped)
+        missing = (
+            f"{src.train_files} not in {str(folder)!r} ({src.name} source; the shared copy has "
+            "only valid and test)"
+        )
     seen: set[str] = set()
     out: dict[str, tuple[Example, ...] | None] = {}
     for split in SPLITS:
-        path = folder / f"{prefix}_{split}.json"
-        if split == "train" and not path.is_file():
+        if raw.get(split) is None:
             out[split] = None
             continue
-        path = files.require_file(folder, path.name, task.name)
-        rows, bad = files.read_jsonl(path, skip_bad=task.skip_bad)
-        skipped.extend(bad)
 
-        def one(row: dict[str, Any], path: Path = path, split: str = split) -> Example:
-            loc = files.where(path, row["_line"])
-            ex = convert(row, loc, split, row["_line"] - 1)
-            if ex.id in seen:
+        def one(r: Raw, split: str = split) -> Example:
+            row, loc, index = r
+            ex = task.data.convert(row, loc, split, index)
+            if ex.id in seen:  # ids must be stable and unique: a repeated raw id is a bad row
                 raise files.RowError(f"{loc}: duplicate id {ex.id!r}")
             seen.add(ex.id)
             return ex
 
-        out[split] = tuple(files.convert_rows(rows, one, task.skip_bad, skipped))
-    return out, tuple(skipped)
+        out[split] = tuple(files.convert_rows(raw[split], one, task.skip_bad, skipped))
+    return out, tuple(skipped), missing
 
 
-def pick(task: Any, split: str, loaded: Callable[[], Any], prefix: str) -> list[Example]:
-    """One split of a DSS-backed NLI task; a missing train file is a one-line UserError."""
-    if split not in SPLITS:
-        raise unknown("split", split, SPLITS)
-    splits, skipped = loaded()
-    files.report_skipped(task.name, list(skipped))
-    if splits[split] is None:
-        raise UserError(
-            f"task {task.name!r}: no train split: {prefix}_train.json is not in data_dir "
-            f"{task.data_dir!r} (the shared DSS copy lacks it; only valid and test are available)"
-        )
-    return list(splits[split])
+def dss_reader(prefix: str) -> Reader:
+    """Reader of a DSS export: <prefix>_{train,valid,test}.json, JSON Lines with HF field names.
+
+    valid and test must exist; train is absent (None) when <prefix>_train.json is.
+    """
+
+    def read(task: Any, folder: Path, skipped: list[str]) -> dict[str, list[Raw] | None]:
+        out: dict[str, list[Raw] | None] = {}
+        for split in SPLITS:
+            name = f"{prefix}_{split}.json"
+            if split == "train" and not (folder / name).is_file():
+                out[split] = None
+                continue
+            path = files.require_file(folder, name, task.name)
+            rows, bad = files.read_jsonl(path, skip_bad=task.skip_bad)  # JSON Lines despite .json
+            skipped.extend(bad)
+            out[split] = [(r, files.where(path, r["_line"]), r["_line"] - 1) for r in rows]
+        return out
+
+    return read
+
+
+def dss_source(prefix: str, subdirs: tuple[str, ...]) -> FileSource:
+    return FileSource(
+        name="dss",
+        subdirs=("",) + subdirs,
+        marker=f"{prefix}_valid.json",
+        expected=f"{prefix}_valid.json and {prefix}_test.json (DSS export)",
+        train_files=f"{prefix}_train.json is",
+        read=dss_reader(prefix),
+    )

@@ -1,15 +1,28 @@
-"""SVAMP (Patel et al., 2021) from SVAMP.json in `data_dir` (1,000 problems).
+"""SVAMP (Patel et al., 2021): 1,000 varied one-unknown arithmetic word problems.
 
-split_source="full" (default): all 1,000 problems are the test split, train/valid are empty
-(SVAMP has no official split; it is an evaluation set).
-split_source="dss": the Distilling-step-by-step 800/200 split, read from svamp_train.json /
-svamp_test.json in `dss_dir` (e.g. shared/data/dss/datasets/svamp). test = the 200; the 800
-are split into train/valid by files.hash_split on the id, valid getting ~10% (98; train 702;
-DSS itself has no valid split). DSS rows ("input" = Body + "\\n" + Question) are matched back to SVAMP.json,
-so ids, questions and answers are the same in both sources.
+Sources (give one):
+- data_dir: the folder holding SVAMP.json (arkilpatel/SVAMP), or a data root holding a svamp/
+  folder (e.g. shared/data).
+- hf_dataset: a Hugging Face dataset id, normally "ChilleD/SVAMP", or a local folder in the
+  hub's layout; splits "train" (700) and "test" (300), fields ID, Body, Question, Equation,
+  Answer, Type (question_concat is ignored). Rows go through the same converter as
+  SVAMP.json rows, so a problem is the same Example (id, question, answer, meta) from both.
+
+Splits, by split_source (file source only):
+- "full" (default): all 1,000 problems are the test split, train/valid are empty (SVAMP has
+  no official split; it is an evaluation set).
+- "dss": the Distilling-step-by-step 800/200 split, read from svamp_train.json /
+  svamp_test.json in `dss_dir` (default: <data root>/dss/datasets/svamp when it exists, or
+  the SVAMP folder itself when it holds those files). test = the 200; the 800 are split into
+  train/valid by files.hash_split on the id, valid getting ~10% (98; train 702; DSS itself
+  has no valid split). DSS rows ("input" = Body + "\\n" + Question) are matched back to
+  SVAMP.json, so ids, questions and answers are the same in both sources.
+With hf_dataset the hub's own split is used: test = hub test (300); hub train (700) is split
+into train/valid by the same files.hash_split (same salt as "dss", so an id's side depends on
+the id alone). split_source="dss" together with hf_dataset is an error.
 
 Ids are "svamp-<ID>" (e.g. svamp-chal-1); question = Body + " " + Question; the gold answer
-is the canonical form of Answer.
+is the canonical form of Answer (e.g. 51.0 -> "51").
 """
 
 from __future__ import annotations
@@ -21,11 +34,12 @@ from typing import Any, ClassVar
 
 from harness.errors import UserError, unknown
 from harness.types import Example
-from tasks import checking, files
+from tasks import checking, files, hub
 
 FILE = "SVAMP.json"
 SPLIT_SOURCES = ("full", "dss")
-VALID_SHARE = 0.10  # share of the DSS train 800 carved out as valid
+VALID_SHARE = 0.10  # share of the DSS train 800 (or the hub train 700) carved out as valid
+VALID_SALT = "svamp-dss-valid"
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,7 @@ class SVAMPTask(checking.NumericAnswers):
     skip_bad: bool = False
     split_source: str = "full"
     dss_dir: str | None = None
+    hf_dataset: str | None = None  # e.g. "ChilleD/SVAMP" (its train/test split), instead of data_dir
 
     name: ClassVar[str] = "svamp"
     version: ClassVar[str] = "1"
@@ -43,10 +58,16 @@ class SVAMPTask(checking.NumericAnswers):
 
     def __post_init__(self) -> None:
         files.check_options(self.name, self.data_dir, self.skip_bad)
+        hub.check_source(self.name, self.data_dir, self.hf_dataset)
         if self.split_source not in SPLIT_SOURCES:
             raise unknown("split_source for task 'svamp'", str(self.split_source), SPLIT_SOURCES)
         if self.dss_dir is not None and not isinstance(self.dss_dir, str):
             raise UserError(f"task 'svamp': dss_dir must be a path string, got {self.dss_dir!r}")
+        if self.hf_dataset is not None and (self.split_source != "full" or self.dss_dir is not None):
+            raise UserError(
+                "task 'svamp': split_source='dss' and dss_dir apply to data_dir only; "
+                "with hf_dataset the hub's own train/test split is used"
+            )
 
     def load(self, split: str) -> list[Example]:
         return files.pick_split(self, split, _load(self))
@@ -60,6 +81,7 @@ class SVAMPTask(checking.NumericAnswers):
 
 
 def _example(row: dict[str, Any], loc: str) -> Example:
+    """The Example of one SVAMP row (from SVAMP.json or the hub): both sources use this."""
     raw_id = files.require(row, "ID", loc, str)
     body = files.require(row, "Body", loc, str)
     question = files.require(row, "Question", loc, str)
@@ -76,14 +98,36 @@ def _example(row: dict[str, Any], loc: str) -> Example:
     )
 
 
-def _dss(task: SVAMPTask, full: list[Example], skipped: list[str]) -> dict[str, tuple[Example, ...]]:
-    folder = files.resolve_data_dir(
-        task.dss_dir, "svamp", "svamp_train.json and svamp_test.json (split_source='dss' needs dss_dir)"
+def _train_valid_test(train: list[Example], test: list[Example], what: str) -> dict[str, tuple[Example, ...]]:
+    overlap = {e.id for e in train} & {e.id for e in test}
+    if overlap:
+        raise UserError(f"task 'svamp': {what} train and test share {len(overlap)} problems, e.g. {min(overlap)}")
+    valid_ids = files.hash_split((e.id for e in train), VALID_SHARE, salt=VALID_SALT)
+    return {
+        "train": tuple(e for e in train if e.id not in valid_ids),
+        "valid": tuple(e for e in train if e.id in valid_ids),
+        "test": tuple(test),
+    }
+
+
+def _default_dss_dir(folder: Path) -> str | None:
+    """Where the DSS split files usually are: beside SVAMP.json, or <data root>/dss/datasets/svamp."""
+    for cand in (folder, files.data_root(folder, "svamp") / "dss" / "datasets" / "svamp"):
+        if (cand / "svamp_train.json").is_file():
+            return str(cand)
+    return None
+
+
+def _dss(task: SVAMPTask, folder: Path, full: list[Example], skipped: list[str]) -> dict[str, tuple[Example, ...]]:
+    dss = files.resolve_data_dir(
+        task.dss_dir if task.dss_dir is not None else _default_dss_dir(folder),
+        "svamp",
+        "svamp_train.json and svamp_test.json (split_source='dss' needs dss_dir)",
     )
     by_input = {e.meta["dss_input"]: e for e in full}
     out: dict[str, list[Example]] = {}
     for part in ("train", "test"):
-        path = files.require_file(folder, f"svamp_{part}.json", "svamp")
+        path = files.require_file(dss, f"svamp_{part}.json", "svamp")
         rows, bad = files.read_jsonl(path, skip_bad=task.skip_bad)  # JSON Lines despite .json
         skipped.extend(bad)
 
@@ -95,24 +139,38 @@ def _dss(task: SVAMPTask, full: list[Example], skipped: list[str]) -> dict[str, 
             return by_input[text]
 
         out[part] = files.convert_rows(rows, match, task.skip_bad, skipped)
-    overlap = {e.id for e in out["train"]} & {e.id for e in out["test"]}
-    if overlap:
-        raise UserError(f"task 'svamp': DSS train and test share {len(overlap)} problems, e.g. {min(overlap)}")
-    valid_ids = files.hash_split((e.id for e in out["train"]), VALID_SHARE, salt="svamp-dss-valid")
-    return {
-        "train": tuple(e for e in out["train"] if e.id not in valid_ids),
-        "valid": tuple(e for e in out["train"] if e.id in valid_ids),
-        "test": tuple(out["test"]),
-    }
+    return _train_valid_test(out["train"], out["test"], "DSS")
+
+
+def _hub(task: SVAMPTask, skipped: list[str]) -> dict[str, tuple[Example, ...]]:
+    dataset = str(task.hf_dataset)
+    out: dict[str, list[Example]] = {}
+    for split in ("train", "test"):
+        seen: set[str] = set()
+
+        def one(row: dict[str, Any], split: str = split, seen: set[str] = seen) -> Example:
+            loc = hub.where(dataset, None, split, row["_line"])
+            ex = _example(row, loc)
+            if ex.id in seen:
+                raise files.RowError(f"{loc}: duplicate id {ex.id!r}")
+            seen.add(ex.id)
+            return ex
+
+        rows = hub.load_rows(dataset, split, task="svamp")
+        out[split] = files.convert_rows(rows, one, task.skip_bad, skipped)
+    return _train_valid_test(out["train"], out["test"], f"hf_dataset {dataset!r}")
 
 
 @functools.lru_cache(maxsize=4)
 def _load(task: SVAMPTask) -> tuple[dict[str, tuple[Example, ...]], tuple[str, ...]]:
-    folder = files.resolve_data_dir(task.data_dir, task.name, FILE)
+    if task.hf_dataset is not None:
+        skipped: list[str] = []
+        return _hub(task, skipped), tuple(skipped)
+    folder = files.resolve_data_dir(task.data_dir, task.name, FILE, subdir="svamp", marker=FILE)
     path = files.require_file(folder, FILE, task.name)
     full, skipped = files.json_list_examples(path, task.name, task.skip_bad, _example)
     if task.split_source == "full":
         splits = {"train": (), "valid": (), "test": tuple(full)}
     else:
-        splits = _dss(task, full, skipped)
+        splits = _dss(task, folder, full, skipped)
     return splits, tuple(skipped)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Hub-path tests load local folders; keep their arrow caches out of the user's ~/.cache.
+_HF_CACHE = tempfile.TemporaryDirectory(prefix="distillbench-hf-datasets-")
+os.environ["HF_DATASETS_CACHE"] = _HF_CACHE.name
 
 import pytest  # noqa: E402
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args, cwd=ROOT):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "DISTILLBENCH_DATA"} | {"HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
@@ -21,7 +21,7 @@ def cli(*args, cwd=ROOT):
         (["grid", "runs/demo.yaml", "train.stpes=3"], "unknown spec key 'train.stpes' (did you mean 'train.steps'"),
         (["grid", "runs/demo.yaml", "grid.method.name=[dsss]"], "unknown method 'dsss' (did you mean 'dss'"),
         (["grid", "runs/demo.yaml", "task.name=arth"], "unknown task 'arth' (did you mean 'arith'"),
-        (["grid", "runs/demo.yaml", "task.name=zzz"], "unknown task 'zzz' (choose from: addsub, anli, arith, csqa, esnli, gsm8k"),
+        (["grid", "runs/demo.yaml", "task.name=zzz"], "unknown task 'zzz' (choose from: addsub, anli, arith, "),
         (["grid", "runs/demo.yaml", "eval.schemes=[majorty@8]"], "unknown aggregation scheme 'majorty' (did you mean 'majority'"),
         (["grid", "runs/nope.yaml"], "spec file 'runs/nope.yaml' not found"),
         (["tiny-model", "--family", "gpt", "--task", "arith", "--out", "/tmp/x"], "unknown model family 'gpt'"),
@@ -45,6 +45,64 @@ def test_dry_run_reports_missing_data():
     r = cli("grid", "runs/demo.yaml", "--dry-run", "grid.method.name=[finetune]", "grid.student.family=[t5]", "task={name: gsm8k}")
     assert r.returncode == 0, r.stderr
     assert "MISSING: task 'gsm8k' needs data_dir" in r.stdout and "1 cells, 1 with missing data" in r.stdout
+
+
+def _gsm8k_root(tmp_path: Path, bad_line: bool) -> Path:
+    """A data root laid out like ../shared/data holding a 3+2-row gsm8k/ folder."""
+    folder = tmp_path / "data" / "gsm8k"
+    folder.mkdir(parents=True)
+    row = '{"question": "q%d", "answer": "2 + 2 = 4\\n#### %d"}'
+    train = [row % (i, i) for i in range(3)]
+    if bad_line:
+        train[1] = '{"question": "q1", "answer": broken'
+    (folder / "train.jsonl").write_text("\n".join(train) + "\n")
+    (folder / "test.jsonl").write_text("\n".join(row % (i, i) for i in range(2)) + "\n")
+    return tmp_path / "data"
+
+
+GSM8K_CELL = ("grid.method.name=[finetune]", "grid.student.family=[t5]", "task={name: gsm8k}")
+
+
+def test_data_dir_is_a_root_of_dataset_folders(tmp_path):
+    root = _gsm8k_root(tmp_path, bad_line=False)
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "--data-dir", str(root), *GSM8K_CELL)
+    assert r.returncode == 0, r.stderr
+    valid = r.stdout.split("(")[1].split("/")[1]
+    assert f"(3-{valid}/" not in r.stdout and "/2 train/valid/test)" in r.stdout
+    env_r = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "grid", "runs/demo.yaml", "--dry-run", *GSM8K_CELL],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", "DISTILLBENCH_DATA": str(root)}, timeout=300,
+    )
+    assert env_r.returncode == 0 and "/2 train/valid/test)" in env_r.stdout, env_r.stderr
+
+
+def test_bad_row_stops_with_file_and_line_unless_skip_bad(tmp_path):
+    root = _gsm8k_root(tmp_path, bad_line=True)
+    r = cli("run", "runs/smoke.yaml", "--data-dir", str(root), "task={name: gsm8k}", "--store", str(tmp_path / "s"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{root / 'gsm8k' / 'train.jsonl'}:2: invalid JSON" in r.stderr
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "--data-dir", str(root), "--skip-bad", *GSM8K_CELL)
+    assert r.returncode == 0, r.stderr
+    assert "1 bad rows skipped" in r.stdout and "/2 train/valid/test" in r.stdout
+    assert "train.jsonl:2: invalid JSON" in r.stderr  # where, not only how many
+
+
+def test_tasks_data_check_counts_each_split_and_says_what_is_missing(tmp_path):
+    root = _gsm8k_root(tmp_path, bad_line=True)
+    r = cli("tasks", "--data-dir", str(root), "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if " gsm8k " in x)
+    assert "1 bad rows skipped" in line and "│ 2 " in line
+    line = next(x for x in r.stdout.splitlines() if " csqa " in x)
+    assert "not found" in line
+    r = cli("tasks", "--data-dir", str(root))  # without --skip-bad the bad row is the reason
+    line = next(x for x in r.stdout.splitlines() if " gsm8k " in x)
+    assert "train.jsonl:2" in r.stdout and "│ -" in line
+
+
+def test_data_dir_must_exist(tmp_path):
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "--data-dir", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "--data-dir" in r.stderr and "is not a folder" in r.stderr
 
 
 def test_listings():

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+from hub_fixture import write_hub_dataset  # tests/tasks is on sys.path (rootdir conftest)
 
 from harness.errors import UserError
 from tasks import get_task
@@ -58,7 +59,7 @@ def test_bad_rows(tmp_path):
     # DSS rows that are not JSON, or not in SVAMP.json, are named by line.
     (tmp_path / "svamp_train.json").write_text(json.dumps({"input": "B.\nQ?"}) + "\nnope\n")
     (tmp_path / "svamp_test.json").write_text(json.dumps({"input": "unknown"}) + "\n")
-    opts = dict(data_dir=str(tmp_path), split_source="dss", dss_dir=str(tmp_path))
+    opts = {"data_dir": str(tmp_path), "split_source": "dss", "dss_dir": str(tmp_path)}
     with pytest.raises(UserError, match=r"svamp_train\.json:2: invalid JSON"):
         get_task("svamp", **opts).load("test")
     task = get_task("svamp", skip_bad=True, **opts)
@@ -74,4 +75,87 @@ def test_options_and_missing_dirs(tmp_path):
     (tmp_path / "SVAMP.json").write_text("[]")
     with pytest.raises(UserError, match="task 'svamp' needs data_dir: .*dss_dir") as e:
         get_task("svamp", data_dir=str(tmp_path), split_source="dss").load("test")
+    assert "\n" not in str(e.value)
+
+
+# --- data root, DSS default, gold self-checks, Hugging Face source --------------------------
+
+def _raw(dirs):
+    return json.loads((Path(dirs[0]) / "SVAMP.json").read_text())
+
+
+def test_data_root_and_default_dss_dir(dirs):
+    full = get_task("svamp", data_dir=dirs[0]).load("test")
+    assert get_task("svamp", data_dir=str(DATA)).load("test") == full  # shared/data, holding svamp/
+    explicit = get_task("svamp", data_dir=dirs[0], split_source="dss", dss_dir=dirs[1])
+    for data_dir in (dirs[0], str(DATA), dirs[1]):  # task folder, data root, the DSS folder itself
+        task = get_task("svamp", data_dir=data_dir, split_source="dss")  # dss_dir defaulted
+        for split in ("train", "valid", "test"):
+            assert task.load(split) == explicit.load(split), (data_dir, split)
+
+
+def test_gold_equals_itself_on_every_row(dirs):
+    task = get_task("svamp", data_dir=dirs[0])
+    test = task.load("test")
+    raw = _raw(dirs)
+    assert len(raw) == len(test) == 1000
+    for ex, row in zip(test, raw, strict=True):
+        written = str(row["Answer"])  # a float as written, e.g. "51.0"
+        assert task.equivalent(written, ex.answer), (ex.id, written, ex.answer)
+        assert task.equivalent(ex.answer, ex.answer) and task.canonical(ex.answer) == ex.answer
+        assert ex.rationale is None  # SVAMP has no gold rationale
+        assert task.equivalent(task.extract(f"{ex.question} The answer is {written}."), ex.answer)
+
+
+def _hub_rows(rows):
+    return [{**r, "question_concat": f"{r['Body']} {r['Question']}"} for r in rows]
+
+
+def test_hub_gives_the_same_examples_as_the_file(dirs, tmp_path):
+    raw = _raw(dirs)
+    root = write_hub_dataset(
+        tmp_path / "svamp-hub", {"default": {"train": _hub_rows(raw[:40]), "test": _hub_rows(raw[40:55])}}
+    )
+    task = get_task("svamp", hf_dataset=str(root))
+    full = {e.id: e for e in get_task("svamp", data_dir=dirs[0]).load("test")}
+    test, train, valid = task.load("test"), task.load("train"), task.load("valid")
+    assert [e.id for e in test] == [f"svamp-{r['ID']}" for r in raw[40:55]]
+    assert all(full[e.id] == e for e in test + train + valid)  # same Example, meta included
+    assert sorted(e.id for e in train + valid) == sorted(f"svamp-{r['ID']}" for r in raw[:40])
+    assert valid and not {e.id for e in train} & {e.id for e in valid}
+    # valid membership is the same hash rule as the DSS split: it depends on the id alone
+    dss = get_task("svamp", data_dir=dirs[0], split_source="dss", dss_dir=dirs[1])
+    dss_valid = {e.id for e in dss.load("valid")}
+    dss_train = {e.id for e in dss.load("train")}
+    assert not {e.id for e in valid} & dss_train and not {e.id for e in train} & dss_valid
+
+
+def test_hub_bad_rows_and_options(tmp_path, caplog):
+    good = {"ID": "a-1", "Body": "B.", "Question": "Q?", "Equation": "( 1.0 + 1.0 )", "Answer": 2.0, "Type": "Addition"}
+    rows = [good, {**good, "ID": "a-2", "Answer": None}, {**good, "ID": "a-1"}, {**good, "ID": "a-3"}]
+    root = write_hub_dataset(tmp_path / "h", {"default": {"train": rows, "test": [{**good, "ID": "t-1"}]}})
+    with pytest.raises(UserError, match=r"h\[train\] row 1: missing field 'Answer'$") as e:
+        get_task("svamp", hf_dataset=str(root)).load("test")
+    assert "\n" not in str(e.value)
+    task = get_task("svamp", hf_dataset=str(root), skip_bad=True)
+    with caplog.at_level("WARNING", logger="distillbench.tasks"):
+        assert sorted(e.id for e in task.load("train") + task.load("valid")) == ["svamp-a-1", "svamp-a-3"]
+    assert [e.id for e in task.load("test")] == ["svamp-t-1"]
+    skipped = task.skipped()
+    assert [m.split(": ", 1)[0].rsplit("]", 1)[1] for m in skipped] == [" row 1", " row 2"]
+    assert "duplicate id 'svamp-a-1'" in skipped[1] and "row 2" in caplog.text
+    leak = write_hub_dataset(tmp_path / "leak", {"default": {"train": [good], "test": [good]}})
+    with pytest.raises(UserError, match="train and test share 1 problems, e.g. svamp-a-1"):
+        get_task("svamp", hf_dataset=str(leak)).load("test")
+    with pytest.raises(UserError, match="with hf_dataset the hub's own train/test split") as e:
+        get_task("svamp", hf_dataset="ChilleD/SVAMP", split_source="dss")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="not both"):
+        get_task("svamp", hf_dataset="ChilleD/SVAMP", data_dir=str(tmp_path))
+    only_test = write_hub_dataset(tmp_path / "t", {"default": {"test": [good]}})
+    with pytest.raises(UserError, match=r"split 'train': cannot load") as e:
+        get_task("svamp", hf_dataset=str(only_test)).load("test")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"'ChilleD/SVAMP'.*cannot load.*offline") as e:
+        get_task("svamp", hf_dataset="ChilleD/SVAMP").load("test")
     assert "\n" not in str(e.value)
