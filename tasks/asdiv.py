@@ -118,6 +118,7 @@ class ASDivTask:
     data_dir: str | None = None
     hf_dataset: str | None = None
     skip_bad: bool = False
+    last_number_fallback: bool = True  # read the last number when no answer is stated
     fold: int | None = None
 
     name: ClassVar[str] = "asdiv"
@@ -154,7 +155,7 @@ class ASDivTask:
         return example.question
 
     def extract(self, text: str) -> str | None:
-        return checking.extract_answer(text)
+        return checking.extract_answer(text, last_number_fallback=self.last_number_fallback)
 
     def canonical(self, answer: str) -> str:
         return asdiv_canonical(answer)

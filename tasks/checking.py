@@ -55,10 +55,16 @@ def _clean(answer: str) -> str | None:
     return a or None
 
 
+_ANSWER_IS_START = re.compile(r"the\s+(?:final\s+)?answer\s+is", re.IGNORECASE)
+
+
 def answer_is(text: str) -> str | None:
     """X from the last "The answer is X" (case-insensitive)."""
-    for m in reversed(list(_ANSWER_IS.finditer(text))):
-        a = _clean(m.group(1))
+    # Match from each phrase start, last first: finditer's non-overlapping matches would let
+    # an earlier unterminated "answer is ..." swallow a later "The answer is X".
+    for start in reversed([m.start() for m in _ANSWER_IS_START.finditer(text)]):
+        m = _ANSWER_IS.match(text, start)
+        a = _clean(m.group(1)) if m else None
         if a is not None:
             return a
     return None
@@ -240,13 +246,15 @@ def equivalent(pred: str | None, gold: str) -> bool:
 
 class NumericAnswers:
     """student_input/extract/canonical/equivalent for tasks whose answers are numbers: the
-    question as the student input, and this module's extraction and equivalence."""
+    question as the student input, and this module's extraction and equivalence. A task with a
+    `last_number_fallback` option (default on) can switch off reading the last number as the
+    answer when no "The answer is" / "####" / \\boxed{} is found."""
 
     def student_input(self, example: Any) -> str:
         return example.question
 
     def extract(self, text: str) -> str | None:
-        return extract_answer(text)
+        return extract_answer(text, last_number_fallback=getattr(self, "last_number_fallback", True))
 
     def canonical(self, answer: str) -> str:
         return canonical(answer)
@@ -270,16 +278,17 @@ _MAX_ITEMS = 64  # elements of a list/set/matrix we match pairwise
 _BOXED_WRAP = re.compile(r"\\(?:boxed|fbox)\s*\{(.*)\}", re.DOTALL)
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])\.?")
 _SPACING = re.compile(r"(?<!\\)\\[!,;: ]|\\q?quad(?![a-zA-Z])|\\displaystyle(?![a-zA-Z])|~")
-_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\u00b0|\\degree(?![a-zA-Z])")
+_DEGREES = re.compile(r"\^\s*(?:\{\s*\\circ\s*\}|\\circ(?![a-zA-Z]))|\u00b0|\\degree(?![a-zA-Z])")
 _TEXT_CMD = re.compile(r"\\(?:mbox|textrm|textnormal|textit|textbf|mathrm|mathit|textup)(?![a-zA-Z])")
 _AND_OR = re.compile(r"\\text\{\s*(?:and|or)\s*\}|(?<![a-zA-Z\\])(?:and|or)(?![a-zA-Z])")
 # A trailing unit: "5\text{ cm}", "3\text{ square feet}^2". The content must start with a space
 # or have two letters, so "4\text{i}"-like symbols survive.
-_TEXT_UNIT = re.compile(r"(?<=\S)\s*\\text\{(?:\s+[a-zA-Z][a-zA-Z ./]*|[a-zA-Z][a-zA-Z ./]+)\}(?:\^\{?[23]\}?)?$")
+_TEXT_UNIT = re.compile(r"(?<=\S)\s*\\text\{(?:\s+[a-zA-Z][a-zA-Z ./']*|[a-zA-Z][a-zA-Z ./']+)\}(?:\^\{?[23]\}?)?$")
 _WORD_UNIT = re.compile(r"^([-+]?[\d.,]*\d)\s+[a-zA-Z][a-zA-Z ]*(?:\^\{?[23]\}?)?$")  # "12 inches"
 _TEXT_WRAP = re.compile(r"\\text\{([^{}]*)\}")
 _CHOICE = re.compile(r"\(([A-E])\)")
 _ASSIGN = re.compile(r"([a-zA-Z]{1,2}(?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([^()=]*\))=(?!=)")
+_ASSIGNED = re.compile(r"\s*\$?\s*([a-zA-Z])\s*=(?!=)")
 _IN_PREFIX = re.compile(r"^[a-zA-Z]\\in(?![a-zA-Z])")
 _FRAC_SHORT = (
     (re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"),
@@ -288,12 +297,16 @@ _FRAC_SHORT = (
     (re.compile(r"\\frac\{([^{}]*)\}\s*([^{\\\s])"), r"\\frac{\1}{\2}"),  # \frac{1}2
     (re.compile(r"\\sqrt\s*(\[[^\]]*\])?\s*([^{\[\\\s])"), r"\\sqrt\1{\2}"),  # \sqrt2, \sqrt[3]2
 )
-_RELATIONS = ((re.compile(r"\\leq(?:slant)?(?![a-zA-Z])"), r"\\le"), (re.compile(r"\\geq(?:slant)?(?![a-zA-Z])"), r"\\ge"),
-              (re.compile(r"\\neq(?![a-zA-Z])"), r"\\ne"), (re.compile(r"\\varnothing(?![a-zA-Z])"), r"\\emptyset"))
+_RELATIONS = (
+    (re.compile(r"\\leq(?:slant)?(?![a-zA-Z])"), r"\\le"),
+    (re.compile(r"\\geq(?:slant)?(?![a-zA-Z])"), r"\\ge"),
+    (re.compile(r"\\neq(?![a-zA-Z])"), r"\\ne"), (re.compile(r"\\varnothing(?![a-zA-Z])"), r"\\emptyset"))
 _SINGLE_SCRIPT = re.compile(r"([\^_])\{([a-zA-Z0-9])\}")  # x^{2} -> x^2
 _WHITESPACE = re.compile(r"(\\[a-zA-Z]+)?\s+(?=([a-zA-Z])?)")
 _BARE_DECIMAL = re.compile(r"(?<![\d}a-zA-Z])\.(?=\d)")
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_BRACED_THOUSANDS = re.compile(r"\{(\d{1,3}(?:,\d{3})+)\}")
+_BASE_BRACES = re.compile(r"(?<=\d)_\{(\d+)\}")  # not \log_{2002}
 
 
 def _balanced(s: str) -> bool:
@@ -358,10 +371,11 @@ def _normalize_once(s: str) -> str:
     s = _BARE_DECIMAL.sub("0.", s)
     if s.endswith(".") and not s.endswith(".."):
         s = s[:-1]
-    if s.startswith("+"):
-        s = s[1:]
+    s = s.removeprefix("+")
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
+    s = _BRACED_THOUSANDS.sub(lambda m: "{" + m[1].replace(",", "") + "}", s)  # \frac{3744}{2,598,960}
+    s = _BASE_BRACES.sub(r"_\1", s)  # 1011_{2} -> 1011_2
     return s
 
 
@@ -380,7 +394,7 @@ def math_normalize(answer: str) -> str:
 
 _DEC = r"\d+(?:\.\d*)?|\.\d+"
 _PLAIN_NUM = re.compile(rf"([-+]?)({_DEC})")
-_SLASH_NUM = re.compile(r"([-+]?)(\d+)/(\d+)")
+_SLASH_NUM = re.compile(r"([-+]?)(\d+)/(\d+)|([-+]?)([1-9]\d*):([1-9]\d*)")  # 1/2; a ratio 5:6, not 05:00
 _FRAC_NUM = re.compile(rf"([-+]?)\\frac\{{([-+]?)({_DEC})\}}\{{([-+]?)({_DEC})\}}")
 _MIXED_NUM = re.compile(r"([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}")  # 2\frac{1}{2} is 5/2 in MATH
 
@@ -397,7 +411,8 @@ def _math_number(s: str) -> Fraction | None:
     if (m := _PLAIN_NUM.fullmatch(s)) is not None:
         return _signed(m[1], Fraction(m[2].rstrip(".") or "0"))
     if (m := _SLASH_NUM.fullmatch(s)) is not None:
-        return None if int(m[3]) == 0 else _signed(m[1], Fraction(int(m[2]), int(m[3])))
+        sign, num, den = m[1] or m[4] or "", int(m[2] or m[5]), int(m[3] or m[6])
+        return None if den == 0 else _signed(sign, Fraction(num, den))
     if (m := _FRAC_NUM.fullmatch(s)) is not None:
         num, den = Fraction(m[3].rstrip(".")), Fraction(m[5].rstrip("."))
         if den == 0:
@@ -434,6 +449,7 @@ def _numbers_close(a: Fraction, b: Fraction) -> bool:
 # --- structures ------------------------------------------------------------------------------
 
 _OPEN, _CLOSE = "([{", ")]}"
+_BASE_NUM = re.compile(r"([0-9A-Za-z]+)_(\d+)")
 
 
 def _split_top(s: str, sep: str) -> list[str]:
@@ -538,7 +554,7 @@ _FLOAT_CMDS = {"\\cdot": "*", "\\times": "*", "\\div": "/"}
 
 
 class _FloatEval:
-    """Recursive descent over a normalised LaTeX string: + - * / ^ \frac \sqrt \pi, implicit products."""
+    r"""Recursive descent over a normalised LaTeX string: + - * / ^ \frac \sqrt \pi, implicit products."""
 
     def __init__(self, s: str, point: tuple[float, ...], names: list[str]) -> None:
         self.s, self.i, self.point, self.names = s, 0, point, names  # names: the variables, in order
@@ -559,7 +575,7 @@ class _FloatEval:
         return m[0] if m else ""
 
     def check(self, v: float) -> float:
-        if isinstance(v, complex) or v != v or abs(v) > _FLOAT_LIMIT:
+        if isinstance(v, complex) or math.isnan(v) or abs(v) > _FLOAT_LIMIT:
             raise _Unsure
         return v
 
@@ -744,10 +760,14 @@ def _sympy_close(x: Any, y: Any, has_float: bool) -> bool | None:
     scale = max(abs(xv), abs(yv))
     if not scale.is_finite:
         return bool(xv == yv)
-    # A float in the answer is a rounding: REL_TOL as for plain decimals; exact forms must
-    # agree to ~20 digits (2\sqrt{3} vs \sqrt{12}).
-    tol = REL_TOL if has_float else 1e-20
-    return bool(abs(xv - yv) <= tol * scale) if scale != 0 else True
+    if has_float:  # a float in the answer is a rounding: REL_TOL, as for plain decimals
+        return bool(abs(xv - yv) <= REL_TOL * scale)
+    # Exact forms: evaluate the difference itself (sympy raises precision as needed), so that
+    # 2^{100} and 2^{100}-2 differ even though they agree to 30 digits.
+    diff = abs(sympy.N(x - y, 30))
+    if not diff.is_number:
+        return None
+    return bool(diff <= 1e-20)
 
 
 def _sympy_expr_equal(x: Any, y: Any) -> bool:
@@ -863,7 +883,8 @@ class _Worker:
         ours, theirs = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_CMD, str(Path(__file__).resolve()), str(theirs.fileno()), str(os.getpid())],
+                [sys.executable, "-c", _WORKER_CMD, str(Path(__file__).resolve()), str(theirs.fileno()),
+                 str(os.getpid())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
             )
         finally:
@@ -1003,7 +1024,7 @@ def _sympy_equivalent(a: str, b: str, deadline: float) -> bool:
     if (
         not a or not b or len(a) > _SYMPY_MAX_CHARS or len(b) > _SYMPY_MAX_CHARS
         or _ABSURD.search(a) or _ABSURD.search(b) or _WORD.search(a) or _WORD.search(b)
-        or "\x00" in a or "\x00" in b
+        or "\x00" in a or "\x00" in b or ":" in a or ":" in b
     ):
         _count("skipped")
         return False
@@ -1034,6 +1055,16 @@ def _math_equal(a: str, b: str, deadline: float, depth: int) -> bool:
         return _numbers_close(x, y)
     if math_canonical(a) == math_canonical(b):
         return True
+    if ("=" in a) != ("=" in b) and depth < _MAX_DEPTH:
+        # "5!=120" or "(b,c)=(-10,21)" against "120": the value stated last is the answer.
+        lhs, rhs = (a, b) if "=" in a else (b, a)
+        last = _split_top(lhs, "=")[-1]
+        return bool(last) and _math_equal(last, rhs, deadline, depth + 1)
+    if (m := _BASE_NUM.fullmatch(a) or _BASE_NUM.fullmatch(b)) is not None:
+        # A base-n numeral: the digits must match ("1011_2" vs "1011"); its value is not read.
+        other = b if m.string == a else a
+        o = _BASE_NUM.fullmatch(other)
+        return m[1].lower() == (o[1] if o else other).lower() and (o is None or o[2] == m[2])
     if _WORD.search(a) and a.lower() == b.lower():  # text answers: "Monday" vs "monday"
         return True
     if depth < _MAX_DEPTH:
@@ -1063,7 +1094,8 @@ def _structures_equal(
     def same(p: str, q: str) -> bool:
         return _math_equal(p, q, deadline, depth + 1)
 
-    if ka == kb == "union" or {ka, kb} <= {"set", "list"}:
+    words = any(_WORD.search(x) for x in ia + ib)  # "Softball, Kickball, Picnic" is a ranking
+    if ka == kb == "union" or {ka, kb} <= {"set", "list"} and not (words and ka == kb == "list"):
         return _match_unordered(ia, ib, same)
     if ka != kb and {ka, kb} != {"list", "()"}:  # "1,2" for "(1,2)" is read as the pair
         return False
@@ -1080,6 +1112,9 @@ def math_equivalent(pred: str | None, gold: str, *, timeout: float | None = None
         return False
     if pred == gold:
         return True
+    va, vb = _ASSIGNED.match(pred), _ASSIGNED.match(gold)
+    if va and vb and va[1] != vb[1] and "," not in pred + gold:
+        return False  # "y = \frac{3}{2}" is another line than "x = \frac{3}{2}"
     a, b = math_normalize(pred), math_normalize(gold)
     if a == b:
         return True

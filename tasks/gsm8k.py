@@ -39,6 +39,7 @@ class GSM8KTask(checking.NumericAnswers):
 
     data_dir: str | None = None
     skip_bad: bool = False
+    last_number_fallback: bool = True  # read the last number when no answer is stated
     hf_dataset: str | None = None  # e.g. "openai/gsm8k" (config "main"), instead of data_dir
 
     name: ClassVar[str] = "gsm8k"

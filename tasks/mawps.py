@@ -42,6 +42,7 @@ class MawpsTask(checking.NumericAnswers):
 
     data_dir: str | None = None
     skip_bad: bool = False
+    last_number_fallback: bool = True  # read the last number when no answer is stated
     hf_dataset: str | None = None  # a hub id or hub-layout folder, instead of data_dir
 
     name: ClassVar[str]

@@ -48,6 +48,7 @@ class SVAMPTask(checking.NumericAnswers):
 
     data_dir: str | None = None
     skip_bad: bool = False
+    last_number_fallback: bool = True  # read the last number when no answer is stated
     split_source: str = "full"
     dss_dir: str | None = None
     hf_dataset: str | None = None  # e.g. "ChilleD/SVAMP" (its train/test split), instead of data_dir
