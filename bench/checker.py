@@ -30,15 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-try:
-    from tasks import checking
-except Exception:  # noqa: BLE001 - the tasks package imports every task; this bench needs one file
-    import importlib.util
-
-    _spec = importlib.util.spec_from_file_location("tasks.checking", ROOT / "tasks" / "checking.py")
-    checking = importlib.util.module_from_spec(_spec)
-    sys.modules["tasks.checking"] = checking
-    _spec.loader.exec_module(checking)
+from tasks import checking  # noqa: E402
 
 _BOXED_SPACE = re.compile(r"\\boxed ([^$\s]+)")
 

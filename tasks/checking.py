@@ -33,10 +33,12 @@ _MAX_DECIMALS = 20  # past this a terminating decimal is less readable than the 
 
 # --- extraction -------------------------------------------------------------------------
 
-# Lazy body up to a sentence end: a period followed by space/end (not a decimal point),
-# a newline, or the end of the text.
+# Lazy body up to a sentence end: a period followed by space/end (not a decimal point, not
+# the period of a title such as "Mrs. Hilt"), a newline, or the end of the text.
 _ANSWER_IS = re.compile(
-    r"the\s+(?:final\s+)?answer\s+is\s*:?\s*(.+?)\s*(?:\.(?=\s|$)|\n|$)", re.IGNORECASE
+    r"the\s+(?:final\s+)?answer\s+is\s*:?\s*(.+?)\s*"
+    r"(?:(?<!\bmr)(?<!\bmrs)(?<!\bms)(?<!\bdr)(?<!\bst)\.(?=\s|$)|\n|$)",
+    re.IGNORECASE,
 )
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _LAST_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")

@@ -24,6 +24,7 @@ from tasks.checking import canonical, equivalent, extract_answer, last_boxed, no
         ("I got 3, then 4,000 apples", "4,000"),
         ("so -4 is left", "-4"),
         # an earlier unterminated "answer is" must not swallow the last one (gsm8k-train-7157)
+        ("So the answer is Mrs. Hilt. She wins.", "Mrs. Hilt"),  # a title's period ends nothing
         ("the final answer is 15 gallons * 8 pints / gallon = 120 pints The answer is 120", "120"),
     ],
 )
