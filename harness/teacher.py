@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from harness.errors import UserError
@@ -99,3 +100,20 @@ def split_bank(chains: list[Chain]) -> tuple[list[Chain], list[Chain]]:
     pos = [c for c in chains if c.answer is not None and c.correct]
     neg = [c for c in chains if not (c.answer is not None and c.correct)]
     return pos, neg
+
+
+def sampled(task: Any, decoder: Any, params: Any, source: str) -> Any:
+    """A bank chunk generator for a sampling teacher (any harness.decoding.Decoder): the task's
+    few-shot prompt per example, params.n chains each, answers extracted; labelling is the
+    bank's (gold or majority), so `correct` is left to it."""
+    from dataclasses import replace
+
+    from harness.decoding import to_chains
+
+    def generate(examples: Sequence[Example], seed: int) -> list[list[Chain]]:
+        p = replace(params, seed=seed)
+        gens = decoder.sample([task.prompt(ex) for ex in examples], p)
+        chains = to_chains(examples, gens, task, source, p)
+        return [chains[i * p.n : (i + 1) * p.n] for i in range(len(examples))]
+
+    return generate
