@@ -190,6 +190,144 @@ def tiny_model(
     out.print(f"wrote a tiny {family} model to {path}")
 
 
+teacher_app = typer.Typer(help="Teacher banks: build, inspect.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+
+
+@teacher_app.command("build")
+def teacher_build(
+    spec: Path,
+    overrides: Overrides = None,
+    store: StoreOpt = None,
+    data_dir: DataDirOpt = None,
+    skip_bad: SkipBadOpt = False,
+) -> None:
+    """Sample K teacher chains for every train and valid example of a run spec's task and
+    label them (gold or majority); resumes a killed build, and a finished bank costs nothing."""
+    from harness import bank as banks
+    from harness.config import load_run, with_data
+    from harness.run import task_key
+    from tasks import get_task
+
+    s = with_data(load_run(spec, overrides or []), _dir(data_dir), skip_bad)
+    task, t = get_task(s.task.name, **s.task.options), s.teacher
+    generate = _teacher_generator(task, t)  # before loading data: a missing API key fails first
+    examples = [*task.load("train"), *task.load("valid")]
+    manifest = {"task": task_key(task), "teacher": t.model_dump(mode="json"), "examples": len(examples)}
+    bank = banks.Bank.create(_store(store), manifest)
+    label = banks.label_by_majority(task) if t.label == "majority" else banks.label_by_gold(task)
+    report = banks.build(
+        bank, examples, generate, label, chunk_size=t.chunk_size, seed=t.seed,
+        on_chunk=lambda done, total: err.print(f"chunk {done}/{total}", highlight=False),
+    )
+    out.print(f"bank {bank.path}: {report.chunks_generated} chunks generated, {report.chunks_done_before} already there", markup=False)
+    _print_stats(bank)
+
+
+@teacher_app.command("stats")
+def teacher_stats(bank: Annotated[str, typer.Argument(help="A bank folder, or a bank key in the store.")], store: StoreOpt = None) -> None:
+    """Positives per example out of K, examples with only positives / only negatives, answer
+    extraction failures and tokens (QCRD App. Table 2 style)."""
+    from harness.bank import Bank
+
+    path = Path(bank)
+    _print_stats(Bank(path if path.is_dir() else _store(store).dir("banks", bank)))
+
+
+@teacher_app.command("import")
+def teacher_import(
+    release: Annotated[str, typer.Argument(help="dss (PaLM chains: svamp, csqa, anli, esnli) or tdg (GPT-3.5 chains for MATH train).")],
+    task: Annotated[Optional[str], typer.Option(help="dss: svamp, csqa, anli or esnli.")] = None,
+    split: Annotated[str, typer.Option(help="dss: the DSS split (train, valid or test).")] = "train",
+    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Import a public teacher release into a bank (one chunk), labelled, with its agreement report."""
+    from harness import bank as banks
+    from harness.run import task_key
+    from tasks import get_task
+
+    root = _dir(data_dir)
+    if root is None:
+        raise UserError("teacher import needs --data-dir (the data root holding dss/ or tdg/)")
+    if release == "dss":
+        from harness.importers.dss import import_dss
+
+        if task is None:
+            raise UserError("teacher import dss needs --task (svamp, csqa, anli or esnli)")
+        t = get_task(task, data_dir=root)
+        result = import_dss(task, Path(root) / "dss", split, t)
+        manifest = {"import": "dss", "task": task_key(t), "split": split}
+    elif release == "tdg":
+        from harness.importers.tdg import import_tdg
+
+        t = get_task("math", data_dir=root)
+        result = import_tdg(Path(root) / "tdg" / "GPT3.5-turbo-MATH", t)
+        manifest = {"import": "tdg", "task": task_key(t)}
+    else:
+        from harness.errors import unknown
+
+        raise unknown("teacher release", release, ("dss", "tdg"))
+    bank = banks.Bank.create(_store(store), manifest)
+    if not bank.chunks():
+        ids = list(dict.fromkeys(c.example_id for c in result.chains))
+        bank.append_chunk(0, ids, result.chains)
+    for k, v in result.summary().items():
+        out.print(f"{k}: {v}", markup=False, highlight=False)
+    if release == "tdg":
+        path = result.write_differences(bank.path / "differences.jsonl")
+        out.print(f"chains where our checker and TDG's string match differ: {path}", markup=False)
+    out.print(f"bank {bank.path}", markup=False)
+    _print_stats(bank)
+
+
+def _print_stats(bank) -> None:
+    from harness.bank import stats
+
+    t = Table("bank " + bank.key[:12], "")
+    for k, v in stats(bank.chains()).rows():
+        t.add_row(k, v)
+    out.print(t)
+
+
+def _teacher_generator(task, t):
+    """The bank chunk generator for a teacher spec (oracle, gold, hf or openai)."""
+    from harness import teacher as teachers
+    from harness.decoding import SamplingParams
+
+    if t.name == "oracle":
+        return lambda exs, seed: _per_example(exs, teachers.oracle_chains(task, list(exs), t.k, t.wrong_rate, seed))
+    if t.name == "gold":
+        return lambda exs, seed: _per_example(exs, teachers.gold_chains(task, list(exs)) if any(e.rationale for e in exs) else [])
+    params = SamplingParams(n=t.k, temperature=t.temperature, top_p=t.top_p, max_new_tokens=t.max_new_tokens, seed=t.seed)
+    if t.model is None:
+        raise UserError(f"teacher {t.name!r} needs teacher.model (a model folder or hub id)")
+    if t.name == "hf":
+        from harness.decoding import HFDecoder
+        from harness.student import Student
+
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        decoder = HFDecoder(Student.load(t.model, device, max_input_len=2048, max_target_len=t.max_new_tokens), batch_size=t.batch_size)
+    elif t.name == "openai":
+        from harness.backends.openai import OpenAIConfig, OpenAIDecoder
+
+        decoder = OpenAIDecoder(OpenAIConfig.from_options({**t.openai, "model": t.model}))
+    else:
+        from harness.errors import unknown
+
+        raise unknown("teacher backend", t.name, ("oracle", "gold", "hf", "openai"))
+    return teachers.sampled(task, decoder, params, f"teacher:{t.name}:{t.model}")
+
+
+def _per_example(examples, chains):
+    by_id: dict = {}
+    for c in chains:
+        by_id.setdefault(c.example_id, []).append(c)
+    return [by_id.get(e.id, []) for e in examples]
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -43,10 +43,21 @@ class MethodSpec(Open):
 
 
 class TeacherSpec(Strict):
-    name: str = "oracle"
+    name: str = "oracle"  # oracle | gold | hf (see harness/run.py TEACHERS)
     k: int = Field(1, ge=1)  # chains per example
     wrong_rate: float = Field(0.0, ge=0.0, le=1.0)  # oracle only: share of slipped chains
     seed: int = 0
+    model: str | None = None  # hf: a local model folder or a hub id
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1)
+    label: Literal["gold", "majority"] = "gold"  # majority: label-free, QCRD §3.2.1
+    chunk_size: int = Field(64, ge=1)  # examples per resumable unit of a bank build
+    batch_size: int = Field(64, ge=1)  # sequences per generate call (hf)
+    # openai: harness.backends.openai.OpenAIConfig fields (base_url, api_key_env, api,
+    # max_concurrency, timeout_s, max_retries, ...); `model` above names the served model.
+    # Only the NAME of the key's environment variable is ever in a spec.
+    openai: dict[str, Any] = Field(default_factory=dict)
 
 
 class TinySpec(Strict):

@@ -128,3 +128,46 @@ def test_run_command_prints_the_table(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "smoke: test accuracy on arith" in r.stdout and "majority@4" in r.stdout and "best cell: smoke" in r.stdout
     assert (tmp_path / "s" / "mlflow.db").exists()
+
+
+def test_teacher_build_with_a_tiny_hf_teacher_resumes_and_reports_stats(tmp_path):
+    model = tmp_path / "teacher"
+    opts = ("--option", "n_train=20", "--option", "n_valid=4", "--option", "n_test=4")
+    assert cli("tiny-model", "--family", "llama", "--task", "arith", "--out", str(model), *opts).returncode == 0
+    args = (
+        "teacher", "build", "runs/smoke.yaml", "--store", str(tmp_path / "s"),
+        "task={name: arith, n_train: 20, n_valid: 4, n_test: 4}",
+        "teacher={name: hf, k: 3, max_new_tokens: 8, chunk_size: 10, label: majority, model: " + str(model) + "}",
+    )
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "3 chunks generated, 0 already there" in r.stdout  # 24 examples in chunks of 10
+    assert "│ chains" in r.stdout and "72" in r.stdout and "majority agreement" in r.stdout
+    r = cli(*args)
+    assert r.returncode == 0 and "0 chunks generated, 3 already there" in r.stdout, r.stderr
+    bank = next((tmp_path / "s" / "banks").iterdir())
+    r = cli("teacher", "stats", str(bank))
+    assert r.returncode == 0 and "examples with only negatives" in r.stdout
+
+
+def test_teacher_openai_without_its_key_fails_before_any_request(tmp_path):
+    env_var = "DISTILLBENCH_TEST_NO_SUCH_KEY"
+    r = cli(
+        "teacher", "build", "runs/smoke.yaml", "--store", str(tmp_path / "s"),
+        "task={name: arith, n_train: 20, n_valid: 4, n_test: 4}",
+        "teacher={name: openai, model: m, openai: {base_url: 'http://127.0.0.1:9/v1', api_key_env: " + env_var + "}}",
+    )
+    assert r.returncode == 2 and env_var in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "dss").is_dir(), reason="needs ../shared/data/dss (the DSS release) beside the checkout")
+def test_teacher_import_dss_reports_the_palm_agreement_and_stores_a_bank(tmp_path):
+    args = ("teacher", "import", "dss", "--task", "anli", "--split", "test", "--data-dir", str(SHARED), "--store", str(tmp_path))
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "agreement: 0.656" in r.stdout and "│ chains" in r.stdout
+    r = cli(*args)  # importing again reuses the bank
+    assert r.returncode == 0 and len(list((tmp_path / "banks").iterdir())) == 1
