@@ -204,20 +204,16 @@ def teacher_build(
 ) -> None:
     """Sample K teacher chains for every train and valid example of a run spec's task and
     label them (gold or majority); resumes a killed build, and a finished bank costs nothing."""
-    from harness import bank as banks
+    from harness import teacher as teachers
     from harness.config import load_run, with_data
-    from harness.run import task_key
     from tasks import get_task
 
     s = with_data(load_run(spec, overrides or []), _dir(data_dir), skip_bad)
-    task, t = get_task(s.task.name, **s.task.options), s.teacher
-    generate = _teacher_generator(task, t)  # before loading data: a missing API key fails first
+    task = get_task(s.task.name, **s.task.options)
+    generate = teachers.generator(task, s.teacher)  # before loading data: a missing API key fails first
     examples = [*task.load("train"), *task.load("valid")]
-    manifest = {"task": task_key(task), "teacher": t.model_dump(mode="json"), "examples": len(examples)}
-    bank = banks.Bank.create(_store(store), manifest)
-    label = banks.label_by_majority(task) if t.label == "majority" else banks.label_by_gold(task)
-    report = banks.build(
-        bank, examples, generate, label, chunk_size=t.chunk_size, seed=t.seed,
+    bank, report = teachers.build_bank(
+        task, examples, s.teacher, _store(store), generate,
         on_chunk=lambda done, total: err.print(f"chunk {done}/{total}", highlight=False),
     )
     out.print(f"bank {bank.path}: {report.chunks_generated} chunks generated, {report.chunks_done_before} already there", markup=False)
@@ -288,44 +284,6 @@ def _print_stats(bank) -> None:
     for k, v in stats(bank.chains()).rows():
         t.add_row(k, v)
     out.print(t)
-
-
-def _teacher_generator(task, t):
-    """The bank chunk generator for a teacher spec (oracle, gold, hf or openai)."""
-    from harness import teacher as teachers
-    from harness.decoding import SamplingParams
-
-    if t.name == "oracle":
-        return lambda exs, seed: _per_example(exs, teachers.oracle_chains(task, list(exs), t.k, t.wrong_rate, seed))
-    if t.name == "gold":
-        return lambda exs, seed: _per_example(exs, teachers.gold_chains(task, list(exs)) if any(e.rationale for e in exs) else [])
-    params = SamplingParams(n=t.k, temperature=t.temperature, top_p=t.top_p, max_new_tokens=t.max_new_tokens, seed=t.seed)
-    if t.model is None:
-        raise UserError(f"teacher {t.name!r} needs teacher.model (a model folder or hub id)")
-    if t.name == "hf":
-        from harness.decoding import HFDecoder
-        from harness.student import Student
-
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        decoder = HFDecoder(Student.load(t.model, device, max_input_len=2048, max_target_len=t.max_new_tokens), batch_size=t.batch_size)
-    elif t.name == "openai":
-        from harness.backends.openai import OpenAIConfig, OpenAIDecoder
-
-        decoder = OpenAIDecoder(OpenAIConfig.from_options({**t.openai, "model": t.model}))
-    else:
-        from harness.errors import unknown
-
-        raise unknown("teacher backend", t.name, ("oracle", "gold", "hf", "openai"))
-    return teachers.sampled(task, decoder, params, f"teacher:{t.name}:{t.model}")
-
-
-def _per_example(examples, chains):
-    by_id: dict = {}
-    for c in chains:
-        by_id.setdefault(c.example_id, []).append(c)
-    return [by_id.get(e.id, []) for e in examples]
 
 
 def main() -> None:

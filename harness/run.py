@@ -36,7 +36,7 @@ from methods.base import MethodDef
 from tasks import get_task
 from tasks.base import Task
 
-TEACHERS = ("oracle", "gold")  # more backends (hf, vllm, openai) come with the teacher stage
+TEACHERS = teachers.BACKENDS
 
 
 @dataclass
@@ -96,7 +96,7 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
     train, valid, test = (p.task.load(split) for split in ("train", "valid", "test"))
 
     # 2. teacher bank: K chains per train example, split into positives and negatives
-    bank_key, bank = teacher_bank(p.task, train, spec, store)
+    bank_key, bank = teacher_bank(p.task, train, valid, spec, store)
     positives, negatives = defaultdict(list), defaultdict(list)
     for c in bank:
         (positives if c.correct else negatives)[c.example_id].append(c)
@@ -161,19 +161,12 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
 # ---------------------------------------------------------------------------- stages
 
 
-def teacher_bank(task: Task, train: Sequence[Example], spec: RunSpec, store: Store) -> tuple[str, list[Chain]]:
-    """The cached bank of teacher chains for the train split."""
-    t = spec.teacher
-    key = content_key({"task": task_key(task), "teacher": t.model_dump(), "examples": [e.id for e in train]})
-    path = store.file("banks", key)
-    if path.exists():
-        return key, [Chain.from_dict(r) for r in read_jsonl(path)]
-    if t.name == "gold":
-        chains = teachers.gold_chains(task, list(train))
-    else:
-        chains = teachers.oracle_chains(task, list(train), k=t.k, wrong_rate=t.wrong_rate, seed=t.seed)
-    write_jsonl(path, (c.to_dict() for c in chains))
-    return key, chains
+def teacher_bank(task: Task, train: Sequence[Example], valid: Sequence[Example], spec: RunSpec, store: Store) -> tuple[str, list[Chain]]:
+    """The teacher bank for train + valid (what `distillbench teacher build` makes, so a bank
+    built there is reused here), generating only what is missing; returns the train chains."""
+    bank, _ = teachers.build_bank(task, [*train, *valid], spec.teacher, store)
+    train_ids = {e.id for e in train}
+    return bank.key, [c for c in bank.chains() if c.example_id in train_ids]
 
 
 def data_skipped(task: Task) -> list[str]:

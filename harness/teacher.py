@@ -1,7 +1,12 @@
 """Teachers: where the chains a student learns from come from.
 
-For now only the offline oracle: a procedural task writes its own worked solution, and a
-seeded share of the chains carries one plausible slip, which gives labelled negatives.
+- `oracle`: a procedural task writes its own worked solution; a seeded share of the chains
+  carries one plausible slip, which gives labelled negatives (offline, synthetic).
+- `gold`: a dataset's own reference rationales, one per example.
+- `hf` / `openai`: K sampled chains per example from a model through a Decoder
+  (harness.decoding.HFDecoder, harness.backends.openai.OpenAIDecoder).
+Every teacher's chains go into a bank (harness.bank): built in resumable chunks, labelled by the
+gold answer or, label-free, by the majority answer.
 """
 
 from __future__ import annotations
@@ -117,3 +122,66 @@ def sampled(task: Any, decoder: Any, params: Any, source: str) -> Any:
         return [chains[i * p.n : (i + 1) * p.n] for i in range(len(examples))]
 
     return generate
+
+
+BACKENDS = ("oracle", "gold", "hf", "openai")
+
+
+def generator(task: Any, t: Any) -> Any:
+    """The bank chunk generator for a teacher spec (harness.config.TeacherSpec)."""
+    from harness.decoding import SamplingParams
+
+    if t.name == "oracle":
+        # per-example seeds (not the chunk's), so chains never depend on chunking
+        return lambda exs, seed: _per_example(exs, oracle_chains(task, list(exs), t.k, t.wrong_rate, t.seed))
+    if t.name == "gold":
+        if not any(ex.rationale for ex in task.load("train")[:100]):
+            gold_chains(task, [])  # the one-line "has no reference rationales" error, up front
+        return lambda exs, seed: _per_example(exs, gold_chains(task, list(exs)) if any(e.rationale for e in exs) else [])
+    if t.name not in BACKENDS:
+        from harness.errors import unknown
+
+        raise unknown("teacher", t.name, BACKENDS)
+    if t.model is None:
+        raise UserError(f"teacher {t.name!r} needs teacher.model (a model folder, hub id or served model name)")
+    params = SamplingParams(n=t.k, temperature=t.temperature, top_p=t.top_p, max_new_tokens=t.max_new_tokens, seed=t.seed)
+    if t.name == "hf":
+        import torch
+
+        from harness.decoding import HFDecoder
+        from harness.student import Student
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        student = Student.load(t.model, device, max_input_len=2048, max_target_len=t.max_new_tokens)
+        decoder: Any = HFDecoder(student, batch_size=t.batch_size)
+    else:
+        from harness.backends.openai import OpenAIConfig, OpenAIDecoder
+
+        decoder = OpenAIDecoder(OpenAIConfig.from_options({**t.openai, "model": t.model}))
+    return sampled(task, decoder, params, f"teacher:{t.name}:{t.model}")
+
+
+def _per_example(examples: Sequence[Example], chains: list[Chain]) -> list[list[Chain]]:
+    by_id: dict[str, list[Chain]] = {}
+    for c in chains:
+        by_id.setdefault(c.example_id, []).append(c)
+    return [by_id.get(e.id, []) for e in examples]
+
+
+def build_bank(task: Any, examples: Sequence[Example], t: Any, store: Any, generate: Any = None, on_chunk: Any = None) -> Any:
+    """(bank, build report): the bank of teacher `t` for `examples`, generating only what is missing."""
+    from harness import bank as banks
+    from harness.run import task_key
+    from harness.store import content_key
+
+    manifest = {
+        "task": task_key(task),
+        "teacher": t.model_dump(mode="json"),
+        "examples": content_key([e.id for e in examples]),
+    }
+    bank = banks.Bank.create(store, manifest)
+    label = banks.label_by_majority(task) if t.label == "majority" else banks.label_by_gold(task)
+    report = banks.build(
+        bank, examples, generate or generator(task, t), label, chunk_size=t.chunk_size, seed=t.seed, on_chunk=on_chunk
+    )
+    return bank, report
