@@ -97,6 +97,21 @@ class Bank:
             f.flush()
             os.fsync(f.fileno())
 
+    def record_usage(self, usage: dict[str, Any]) -> None:
+        """Append one build's API usage (tokens, requests, retries, cost) to usage.jsonl."""
+        with (self.path / "usage.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(usage) + "\n")
+
+    def usage(self) -> dict[str, float]:
+        """API usage summed over every build of this bank (empty for local teachers)."""
+        total: dict[str, float] = {}
+        path = self.path / "usage.jsonl"
+        for line in path.read_text().splitlines() if path.exists() else []:
+            for k, v in json.loads(line).items():
+                if isinstance(v, (int, float)):
+                    total[k] = total.get(k, 0) + v
+        return total
+
 
 # A chunk generator: (examples, seed) -> one list of chains per example (K each).
 Generate = Callable[[Sequence[Example], int], list[list[Chain]]]

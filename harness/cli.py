@@ -283,6 +283,11 @@ def _print_stats(bank) -> None:
     t = Table("bank " + bank.key[:12], "")
     for k, v in stats(bank.chains()).rows():
         t.add_row(k, v)
+    usage = bank.usage()
+    if usage:
+        t.add_row("API prompt / completion tokens", f"{usage.get('prompt_tokens', 0):,.0f} / {usage.get('completion_tokens', 0):,.0f}")
+        t.add_row("API requests (retries, failed prompts)", f"{usage.get('requests', 0):,.0f} ({usage.get('retries', 0):,.0f}, {usage.get('errors', 0):,.0f})")
+        t.add_row("cost", f"{usage['cost']:.4f}" if "cost" in usage else "no prices given")
     out.print(t)
 
 

@@ -121,6 +121,7 @@ def sampled(task: Any, decoder: Any, params: Any, source: str) -> Any:
         chains = to_chains(examples, gens, task, source, p)
         return [chains[i * p.n : (i + 1) * p.n] for i in range(len(examples))]
 
+    generate.decoder = decoder  # type: ignore[attr-defined]  # build_bank reads its token usage
     return generate
 
 
@@ -181,7 +182,9 @@ def build_bank(task: Any, examples: Sequence[Example], t: Any, store: Any, gener
     }
     bank = banks.Bank.create(store, manifest)
     label = banks.label_by_majority(task) if t.label == "majority" else banks.label_by_gold(task)
-    report = banks.build(
-        bank, examples, generate or generator(task, t), label, chunk_size=t.chunk_size, seed=t.seed, on_chunk=on_chunk
-    )
+    generate = generate or generator(task, t)
+    report = banks.build(bank, examples, generate, label, chunk_size=t.chunk_size, seed=t.seed, on_chunk=on_chunk)
+    decoder = getattr(generate, "decoder", None)
+    if report.chunks_generated and hasattr(decoder, "usage"):  # API teachers: tokens billed, cost
+        bank.record_usage({**decoder.usage.as_dict(), "cost": decoder.cost()})
     return bank, report

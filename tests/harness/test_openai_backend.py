@@ -416,3 +416,36 @@ def test_closing_the_iterator_stops_retrying(server):
     assert time.monotonic() - t0 < 1.2
     assert i in (0, 2, 3) and len(gens) == 3
     assert state.requests["DOOMED slow"] == 1
+
+
+def test_openai_teacher_builds_a_bank_with_usage_and_a_second_build_sends_nothing(server, tmp_path):
+    """The backend through the whole teacher stage: build_bank -> labelled chains, token
+    usage and cost recorded in the bank; the same build again makes zero requests."""
+    from harness.bank import stats
+    from harness.config import TeacherSpec
+    from harness.store import Store
+    from harness.teacher import build_bank
+    from tasks import get_task
+
+    url, state = server
+    task = get_task("arith", n_train=12, n_valid=3, n_test=3)
+    examples = [*task.load("train"), *task.load("valid")]
+    t = TeacherSpec(
+        name="openai", model="teacher-x", k=2, chunk_size=4, temperature=0.7,
+        openai={"base_url": url, "api_key_env": "DB_TEST_KEY", "timeout_s": 2, "backoff_s": 0.01, "price_per_1k_output": 2.0},
+    )  # fmt: skip
+    bank, report = build_bank(task, examples, t, Store(tmp_path))
+    assert report.chunks_generated == 4 and sum(state.requests.values()) == len(examples)
+    chains = bank.chains()
+    assert len(chains) == 2 * len(examples) and all(c.source == "teacher:openai:teacher-x" for c in chains)
+    # the fake answers len(prompt) + i: parsed, and checked against the gold (mostly wrong)
+    assert all(c.answer is not None and c.correct == task.equivalent(c.answer, next(e.answer for e in examples if e.id == c.example_id)) for c in chains)
+    usage = bank.usage()
+    assert usage["requests"] == len(examples) and usage["completion_tokens"] > 0
+    assert usage["cost"] == pytest.approx(usage["completion_tokens"] * 2.0 / 1000)
+    assert stats(chains).examples == len(examples)
+    assert KEY not in (bank.path / "manifest.json").read_text() and KEY not in (bank.path / "usage.jsonl").read_text()
+
+    before = sum(state.requests.values())
+    _, again = build_bank(task, examples, t, Store(tmp_path))
+    assert again.chunks_generated == 0 and sum(state.requests.values()) == before
