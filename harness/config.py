@@ -43,11 +43,12 @@ class MethodSpec(Open):
 
 
 class TeacherSpec(Strict):
-    name: str = "oracle"  # oracle | gold | hf (see harness/run.py TEACHERS)
+    name: str = "oracle"  # oracle | gold | hf | vllm | openai (harness/teacher.py BACKENDS)
     k: int = Field(1, ge=1)  # chains per example
     wrong_rate: float = Field(0.0, ge=0.0, le=1.0)  # oracle only: share of slipped chains
     seed: int = 0
-    model: str | None = None  # hf: a local model folder or a hub id
+    model: str | None = None  # hf/vllm: a local model folder or a hub id; openai: the served name
+    lora: str | None = None  # vllm: a LoRA adapter folder on top of `model`
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, ge=1)

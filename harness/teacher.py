@@ -3,8 +3,9 @@
 - `oracle`: a procedural task writes its own worked solution; a seeded share of the chains
   carries one plausible slip, which gives labelled negatives (offline, synthetic).
 - `gold`: a dataset's own reference rationales, one per example.
-- `hf` / `openai`: K sampled chains per example from a model through a Decoder
-  (harness.decoding.HFDecoder, harness.backends.openai.OpenAIDecoder).
+- `hf` / `vllm` / `openai`: K sampled chains per example from a model through a Decoder
+  (harness.decoding.HFDecoder, harness.backends.vllm.VLLMDecoder (GPU),
+  harness.backends.openai.OpenAIDecoder).
 Every teacher's chains go into a bank (harness.bank): built in resumable chunks, labelled by the
 gold answer or, label-free, by the majority answer.
 """
@@ -125,7 +126,7 @@ def sampled(task: Any, decoder: Any, params: Any, source: str) -> Any:
     return generate
 
 
-BACKENDS = ("oracle", "gold", "hf", "openai")
+BACKENDS = ("oracle", "gold", "hf", "vllm", "openai")
 
 
 def generator(task: Any, t: Any) -> Any:
@@ -155,6 +156,10 @@ def generator(task: Any, t: Any) -> Any:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         student = Student.load(t.model, device, max_input_len=2048, max_target_len=t.max_new_tokens)
         decoder: Any = HFDecoder(student, batch_size=t.batch_size)
+    elif t.name == "vllm":
+        from harness.backends.vllm import VLLMConfig, VLLMDecoder
+
+        decoder = VLLMDecoder(VLLMConfig(model=t.model, lora=t.lora))
     else:
         from harness.backends.openai import OpenAIConfig, OpenAIDecoder
 
