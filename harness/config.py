@@ -43,12 +43,13 @@ class MethodSpec(Open):
 
 
 class TeacherSpec(Strict):
-    name: str = "oracle"  # oracle | gold | hf | vllm | openai (harness/teacher.py BACKENDS)
+    name: str = "oracle"  # oracle | gold | hf | vllm | openai | dss | tdg (harness/teacher.py BACKENDS)
     k: int = Field(1, ge=1)  # chains per example
     wrong_rate: float = Field(0.0, ge=0.0, le=1.0)  # oracle only: share of slipped chains
     seed: int = 0
     model: str | None = None  # hf/vllm: a local model folder or a hub id; openai: the served name
     lora: str | None = None  # vllm: a LoRA adapter folder on top of `model`
+    data_dir: str | None = None  # dss/tdg: the data root holding the release (default: the task's)
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, ge=1)

@@ -126,7 +126,7 @@ def sampled(task: Any, decoder: Any, params: Any, source: str) -> Any:
     return generate
 
 
-BACKENDS = ("oracle", "gold", "hf", "vllm", "openai")
+BACKENDS = ("oracle", "gold", "hf", "vllm", "openai", "dss", "tdg")
 
 
 def generator(task: Any, t: Any) -> Any:
@@ -140,6 +140,9 @@ def generator(task: Any, t: Any) -> Any:
         if not any(ex.rationale for ex in task.load("train")[:100]):
             gold_chains(task, [])  # the one-line "has no reference rationales" error, up front
         return lambda exs, seed: _per_example(exs, gold_chains(task, list(exs)) if any(e.rationale for e in exs) else [])
+    if t.name in ("dss", "tdg"):
+        chains = released_chains(task, t)
+        return lambda exs, seed: _per_example(exs, chains)
     if t.name not in BACKENDS:
         from harness.errors import unknown
 
@@ -193,3 +196,25 @@ def build_bank(task: Any, examples: Sequence[Example], t: Any, store: Any, gener
     if report.chunks_generated and hasattr(decoder, "usage"):  # API teachers: tokens billed, cost
         bank.record_usage({**decoder.usage.as_dict(), "cost": decoder.cost()})
     return bank, report
+
+
+def released_chains(task: Any, t: Any) -> list[Chain]:
+    """The chains of a public teacher release for the task's train and valid examples: `dss`
+    (PaLM-540B, one per example: svamp, csqa, anli, esnli) or `tdg` (GPT-3.5, 8 per MATH train
+    problem). The release is found under teacher.data_dir, else beside the task's data_dir."""
+    from pathlib import Path
+
+    folder = "dss" if t.name == "dss" else "tdg"
+    roots = [Path(p) for p in (t.data_dir, getattr(task, "data_dir", None)) if p]
+    candidates = [r / folder for r in roots] + [r.parent / folder for r in roots] + [r for r in roots if r.name == folder]
+    found = next((c for c in candidates if c.is_dir()), None)
+    if found is None:
+        raise UserError(f"teacher {t.name!r}: no {folder}/ release folder found; set teacher.data_dir to the data root holding it")
+    if t.name == "dss":
+        from harness.importers.dss import import_dss
+
+        splits = ["train", "valid"] if task.name in ("anli", "esnli") else ["train"]
+        return [c for split in splits for c in import_dss(task.name, found, split, task).chains]
+    from harness.importers.tdg import import_tdg
+
+    return import_tdg(found / "GPT3.5-turbo-MATH", task).chains

@@ -184,3 +184,23 @@ def test_a_chunk_with_other_examples_is_a_clear_error(tmp_path):
 def test_not_a_bank(tmp_path):
     with pytest.raises(B.UserError, match="not a teacher bank"):
         B.Bank(tmp_path)
+
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "dss").is_dir(), reason="needs ../shared/data/dss (the DSS release) beside the checkout")
+def test_the_dss_release_is_a_teacher_a_grid_can_use(tmp_path):
+    """teacher: {name: dss} gives a bank of PaLM chains on our svamp examples (one each)."""
+    from harness.config import TeacherSpec
+    from harness.teacher import build_bank
+    from tasks import get_task
+
+    task = get_task("svamp", data_dir=str(SHARED), split_source="dss")
+    examples = [*task.load("train"), *task.load("valid")]
+    bank, report = build_bank(task, examples, TeacherSpec(name="dss"), Store(tmp_path))
+    chains = bank.chains()
+    assert report.chunks_generated > 0 and len(chains) == len(examples) == 800
+    assert {c.example_id for c in chains} == {e.id for e in examples}
+    assert 0.72 < sum(bool(c.correct) for c in chains) / len(chains) < 0.75  # PaLM on DSS train: 73.1%
+    assert all(c.source.startswith("teacher:palm") for c in chains)
