@@ -112,7 +112,7 @@ def content_id(question: str) -> str:
 
 
 @dataclass(frozen=True)
-class ASDivTask:
+class ASDivTask(files.WordProblemFiles):
     """ASDiv: 2,305 diverse English math word problems (an evaluation set)."""
 
     data_dir: str | None = None
@@ -141,15 +141,8 @@ class ASDivTask:
                 "give data_dir (the folder with ASDiv.xml and nfolds/) instead of hf_dataset"
             )
 
-    def load(self, split: str) -> list[Example]:
-        return files.pick_split(self, split, _load(self))
-
-    def skipped(self) -> list[str]:
-        """One message per problem skipped with skip_bad=True (empty otherwise)."""
-        return list(_load(self)[1])
-
-    def prompt(self, example: Example) -> str:
-        return files.few_shot_prompt(example.question)
+    def _loaded(self) -> tuple[dict[str, tuple[Example, ...]], tuple[str, ...]]:
+        return _load(self)
 
     def student_input(self, example: Example) -> str:
         return example.question

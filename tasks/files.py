@@ -294,3 +294,23 @@ def find_source(
         if (base / subdir / marker).is_file():
             return name, base / subdir
     return cands[0][0], base
+
+
+class WordProblemFiles:
+    """load/skipped/prompt for a word-problem task read from files: the class defines
+    `_loaded()` (its cached `(splits, skipped)`) and gets the rest from here."""
+
+    name: str
+
+    def _loaded(self) -> tuple[dict[str, Any], tuple[str, ...]]:
+        raise NotImplementedError
+
+    def load(self, split: str) -> list[Any]:
+        return pick_split(self, split, self._loaded())
+
+    def skipped(self) -> list[str]:
+        """One message per row skipped with skip_bad=True (empty otherwise)."""
+        return list(self._loaded()[1])
+
+    def prompt(self, example: Any) -> str:
+        return few_shot_prompt(example.question)

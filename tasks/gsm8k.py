@@ -34,7 +34,7 @@ _CALC = re.compile(r"<<[^<>]*>>")
 
 
 @dataclass(frozen=True)
-class GSM8KTask(checking.NumericAnswers):
+class GSM8KTask(files.WordProblemFiles, checking.NumericAnswers):
     """GSM8K grade-school math word problems with their reference solutions as rationales."""
 
     data_dir: str | None = None
@@ -50,15 +50,8 @@ class GSM8KTask(checking.NumericAnswers):
         files.check_options(self.name, self.data_dir, self.skip_bad)
         hub.check_source(self.name, self.data_dir, self.hf_dataset)
 
-    def load(self, split: str) -> list[Example]:
-        return files.pick_split(self, split, _load(self))
-
-    def skipped(self) -> list[str]:
-        """One message per row skipped with skip_bad=True (empty otherwise)."""
-        return list(_load(self)[1])
-
-    def prompt(self, example: Example) -> str:
-        return files.few_shot_prompt(example.question)
+    def _loaded(self) -> tuple[dict[str, tuple[Example, ...]], tuple[str, ...]]:
+        return _load(self)
 
 
 def parse_solution(solution: str, loc: str) -> tuple[str, str]:

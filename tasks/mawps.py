@@ -37,7 +37,7 @@ VALID_SHARE = 0.10  # share of a hub train split carved out as valid
 
 
 @dataclass(frozen=True)
-class MawpsTask(checking.NumericAnswers):
+class MawpsTask(files.WordProblemFiles, checking.NumericAnswers):
     """A MAWPS-format evaluation set; subclasses set `name`, `file` and `hub_format` only."""
 
     data_dir: str | None = None
@@ -57,15 +57,8 @@ class MawpsTask(checking.NumericAnswers):
         files.check_options(self.name, self.data_dir, self.skip_bad)
         hub.check_source(self.name, self.data_dir, self.hf_dataset)
 
-    def load(self, split: str) -> list[Example]:
-        return files.pick_split(self, split, _load(self))
-
-    def skipped(self) -> list[str]:
-        """One message per row skipped with skip_bad=True (empty otherwise)."""
-        return list(_load(self)[1])
-
-    def prompt(self, example: Example) -> str:
-        return files.few_shot_prompt(example.question)
+    def _loaded(self) -> tuple[dict[str, tuple[Example, ...]], tuple[str, ...]]:
+        return _load(self)
 
 
 def _example(name: str, row: dict[str, Any], loc: str) -> Example:

@@ -43,7 +43,7 @@ VALID_SALT = "svamp-dss-valid"
 
 
 @dataclass(frozen=True)
-class SVAMPTask(checking.NumericAnswers):
+class SVAMPTask(files.WordProblemFiles, checking.NumericAnswers):
     """Varied one-unknown arithmetic word problems (a robustness test set)."""
 
     data_dir: str | None = None
@@ -70,15 +70,8 @@ class SVAMPTask(checking.NumericAnswers):
                 "with hf_dataset the hub's own train/test split is used"
             )
 
-    def load(self, split: str) -> list[Example]:
-        return files.pick_split(self, split, _load(self))
-
-    def skipped(self) -> list[str]:
-        """One message per row skipped with skip_bad=True (empty otherwise)."""
-        return list(_load(self)[1])
-
-    def prompt(self, example: Example) -> str:
-        return files.few_shot_prompt(example.question)
+    def _loaded(self) -> tuple[dict[str, tuple[Example, ...]], tuple[str, ...]]:
+        return _load(self)
 
 
 def _example(row: dict[str, Any], loc: str) -> Example:
