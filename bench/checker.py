@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tasks import checking  # noqa: E402
+from tasks import checking
 
 _BOXED_SPACE = re.compile(r"\\boxed ([^$\s]+)")
 
@@ -75,7 +75,7 @@ def run_checker(name: str, check: Callable[[str, str], bool], rows: list[dict]) 
         else:
             try:
                 ok = bool(check(row["pred"], row["gold"]))
-            except Exception as e:  # noqa: BLE001 - a crash is a finding, not the end of the run
+            except Exception as e:
                 crashes += 1
                 if crashes <= 5:
                     print(f"  {name} raised {type(e).__name__}: {e} on {row['pred']!r} vs {row['gold']!r}")

@@ -18,10 +18,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.decoding import HFDecoder, SamplingParams  # noqa: E402
-from harness.models import build_tiny_model, corpus  # noqa: E402
-from harness.student import Student  # noqa: E402
-from tasks import get_task  # noqa: E402
+from harness.decoding import HFDecoder, SamplingParams
+from harness.models import build_tiny_model, corpus
+from harness.student import Student
+from tasks import get_task
 
 
 def timed(fn):

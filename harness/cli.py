@@ -36,6 +36,16 @@ DataDirOpt = Annotated[
     ),
 ]
 SkipBadOpt = Annotated[bool, typer.Option("--skip-bad", help="Skip malformed data rows (each one is reported) instead of stopping.")]
+KOpt = Annotated[Optional[int], typer.Option("--k", min=1, help="Sampled chains per test example (decode.k).")]
+TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature of the student (decode.temperature).")]
+TopPOpt = Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling threshold (decode.top_p).")]
+SeedOpt = Annotated[Optional[int], typer.Option("--decode-seed", help="Sampling seed of the student (decode.seed).")]
+
+
+def _decode_overrides(k: int | None, temperature: float | None, top_p: float | None, seed: int | None) -> list[str]:
+    """--k/--temperature/--top-p/--decode-seed as the spec overrides they abbreviate."""
+    given = {"k": k, "temperature": temperature, "top_p": top_p, "seed": seed}
+    return [f"decode.{name}={value}" for name, value in given.items() if value is not None]
 
 
 def _store(store: Path | None):
@@ -61,13 +71,17 @@ def run(
     tracking_uri: TrackingOpt = None,
     data_dir: DataDirOpt = None,
     skip_bad: SkipBadOpt = False,
+    k: KOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    decode_seed: SeedOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run one cell from a run spec (YAML) and print its results."""
     from harness.config import load_run, with_data
     from harness.grid import print_table, run_grid
 
-    s = with_data(load_run(spec, overrides or []), _dir(data_dir), skip_bad)
+    s = with_data(load_run(spec, [*(overrides or []), *_decode_overrides(k, temperature, top_p, decode_seed)]), _dir(data_dir), skip_bad)
     st = _store(store)
     run_grid([(s.name, s)], s.name, st, tracking_uri, err, show_progress=not quiet)
     print_table(tracking_uri or st.tracking_uri, s.name, out)
@@ -82,6 +96,10 @@ def grid(
     data_dir: DataDirOpt = None,
     skip_bad: SkipBadOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the cells; run nothing.")] = False,
+    k: KOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    decode_seed: SeedOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Run every cell of a grid spec (YAML), skipping finished cells, and print the table."""
@@ -89,24 +107,178 @@ def grid(
     from harness.grid import print_table, run_grid
     from harness.run import data_skipped, prepare
 
-    g = load_grid(spec, overrides or [])
+    g = load_grid(spec, [*(overrides or []), *_decode_overrides(k, temperature, top_p, decode_seed)])
     cells = [(cell, with_data(s, _dir(data_dir), skip_bad)) for cell, s in g.cells()]
     if dry_run:
-        missing = 0
-        for cell, s in cells:
-            p = prepare(s)
-            try:  # loading is what fails first on a real task: a missing or malformed data file
-                data = "/".join(str(len(p.task.load(split))) for split in ("train", "valid", "test")) + " train/valid/test"
-                if n_bad := len(data_skipped(p.task)):
-                    data += f", {n_bad} bad rows skipped"
-            except UserError as e:
-                data, missing = f"MISSING: {e}", missing + 1
-            out.print(f"{cell}: task={s.task.name} ({data}) method={s.method.name} student={s.student.model}/{s.student.family} steps={s.train.steps} schemes={','.join(s.eval.schemes)}", markup=False)
-        out.print(f"{len(cells)} cells" + (f", {missing} with missing data" if missing else ""))
+        _dry_run(cells, prepare, data_skipped)
         return
     st = _store(store)
     run_grid(cells, g.name, st, tracking_uri, err, show_progress=not quiet)
     print_table(tracking_uri or st.tracking_uri, g.name, out)
+
+
+SchemesOpt = Annotated[
+    str,
+    typer.Option("--schemes", help="Comma-separated schemes: greedy, majority, weighted, asc[:flag], esc[:window], each with an optional @k."),
+]
+
+
+@app.command()
+def aggregate(
+    predictions: Annotated[str, typer.Argument(help="A predictions folder (a run's 'predictions' artifact) or an MLflow run id.")],
+    schemes: SchemesOpt = "greedy,majority,weighted,esc",
+    scores: Annotated[Optional[Path], typer.Option("--scores", help="JSONL of ranker scores {example_id, sample, score} for asc.")] = None,
+    curves: Annotated[bool, typer.Option("--curves/--no-curves", help="pass@k and scheme@k for k = 1..K.")] = True,
+    subsamples: Annotated[int, typer.Option("--subsamples", min=1, help="Random orders per example for the curves.")] = 200,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=100, help="Resamples for the 95% intervals.")] = 2000,
+    seed: int = 0,
+    log_to: Annotated[Optional[str], typer.Option("--run", help="Log to this MLflow run (default: the run given as PREDICTIONS, if any).")] = None,
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Re-score saved chains with any schemes and curves, without decoding again; log to the run."""
+    import tempfile
+
+    from harness.aggregate import parse_scheme
+    from harness.evaluate import attach_scores, evaluate, locate_predictions, log_evaluation, read_predictions
+
+    parsed = [parse_scheme(s) for s in schemes.split(",") if s.strip()]
+    if not parsed:
+        raise UserError("--schemes names no scheme")
+    st = _store(store)
+    uri = tracking_uri or st.tracking_uri
+    with tempfile.TemporaryDirectory(prefix="distillbench-aggregate-") as scratch:
+        folder, run_id = locate_predictions(predictions, uri, Path(scratch))
+        preds = read_predictions(folder)
+        chains = attach_scores(preds.chains, scores) if scores is not None else preds.chains
+        task = preds.task()
+        ev = evaluate(task, preds.examples, chains, parsed, bootstrap, seed, curves=curves, subsamples=subsamples)
+        _print_evaluation(ev, task.name, len(preds.examples))
+        target = log_to or run_id
+        if target is not None:
+            from harness.tracking import RunLog, _quiet_mlflow
+
+            _quiet_mlflow()
+            from mlflow.tracking import MlflowClient
+
+            log = RunLog(MlflowClient(tracking_uri=uri), target)
+            log_evaluation(log, "test", ev, Path(scratch) / "evaluation")
+            log.flush()
+            err.print(f"logged to MLflow run {target}")
+
+
+def _print_evaluation(ev, task_name: str, n: int) -> None:
+    t = Table(f"{task_name}: {n} examples", "accuracy", "95% interval", "chains used")
+    for spec, s in ev.scores.items():
+        t.add_row(spec, f"{100 * s.acc:.1f}", f"[{100 * s.lo:.1f}, {100 * s.hi:.1f}]", f"{ev.used[spec]:.2f}")
+    out.print(t)
+    if ev.curves is not None:
+        c = ev.curves
+        ks = sorted({k for k in (1, 2, 4, 8, 16, 32, 64, 128, c.k) if k <= c.k})
+        t = Table(f"curves (accuracy %, {c.subsamples} random orders per example)", *[f"k={k}" for k in ks])
+        t.add_row("pass@k", *[f"{100 * c.pass_at[k - 1]:.1f}" for k in ks])
+        for spec, curve in c.schemes.items():
+            t.add_row(f"{spec}@k", *[f"{100 * curve.acc[k - 1]:.1f}" for k in ks])
+            if spec.startswith("esc"):
+                t.add_row(f"{spec} chains used", *[f"{curve.used[k - 1]:.1f}" for k in ks])
+        out.print(t)
+    for spec, tables in ev.breakdowns.items():
+        for fld, rows in tables.items():
+            t = Table(f"{spec} by {fld}", "accuracy", "n")
+            for value, (acc, count) in rows.items():
+                t.add_row(value, f"{100 * acc:.1f}", str(count))
+            out.print(t)
+
+
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(help="Run A: a predictions folder or an MLflow run id.")],
+    b: Annotated[str, typer.Argument(help="Run B, scored on the same test examples.")],
+    scheme: Annotated[str, typer.Option("--scheme", help="The scheme both runs are compared under.")] = "greedy",
+    resamples: Annotated[int, typer.Option("--resamples", min=100, help="Paired-bootstrap resamples.")] = 10_000,
+    seed: int = 0,
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Is B better than A? Paired bootstrap and McNemar's exact test on the same examples."""
+    import tempfile
+
+    from harness.aggregate import parse_scheme
+    from harness.compare import compare as paired
+    from harness.evaluate import evaluate, locate_predictions, read_predictions
+
+    s = parse_scheme(scheme)
+    uri = tracking_uri or _store(store).tracking_uri
+    correct = []
+    with tempfile.TemporaryDirectory(prefix="distillbench-compare-") as scratch:
+        for i, ref in enumerate((a, b)):
+            folder, _ = locate_predictions(ref, uri, Path(scratch) / str(i))
+            preds = read_predictions(folder)
+            ev = evaluate(preds.task(), preds.examples, preds.chains, [s], bootstrap=100, seed=seed, curves=False)
+            correct.append(ev.correct[s.spec])
+    c = paired(correct[0], correct[1], resamples, seed)
+    t = Table(f"{scheme}: B - A over {c.n} paired examples", "")
+    t.add_row("accuracy A / B", f"{100 * c.acc_a:.2f} / {100 * c.acc_b:.2f}")
+    t.add_row("difference B - A [95% paired bootstrap]", f"{100 * c.diff:+.2f} [{100 * c.lo:+.2f}, {100 * c.hi:+.2f}]")
+    t.add_row("p (paired bootstrap, two-sided)", f"{c.p_bootstrap:.4g}")
+    t.add_row("only A right / only B right", f"{c.only_a} / {c.only_b}")
+    t.add_row("p (McNemar exact, two-sided)", f"{c.p_mcnemar:.4g}")
+    out.print(t)
+
+
+def _dry_run(cells, prepare, data_skipped) -> None:
+    """List every cell with its data, student weights and estimated cost; download nothing."""
+    from harness.grid import ASSUMED_FLOPS, check_student, estimate_gpu_hours, fmt_params
+
+    missing = missing_weights = 0
+    total_hours, unknown_cost = 0.0, 0
+    checked: dict[str, object] = {}
+    for cell, s in cells:
+        p = prepare(s)
+        counts, errors = [], {}
+        for split in ("train", "valid", "test"):
+            try:  # loading is what fails first on a real task: a missing or malformed data file
+                counts.append(len(p.task.load(split)))
+            except UserError as e:
+                counts.append(None)
+                errors.setdefault(str(e), []).append(split)
+        if all(c is None for c in counts) and len(errors) == 1:
+            data = f"MISSING: {next(iter(errors))}"
+        else:
+            data = "/".join("-" if c is None else str(c) for c in counts) + " train/valid/test"
+            if n_bad := len(data_skipped(p.task)):
+                data += f", {n_bad} bad rows skipped"
+            data += "".join(f"; MISSING {'/'.join(splits)}: {msg}" for msg, splits in errors.items())
+        missing += bool(errors)
+        st = checked.setdefault(s.student.model if s.student.model != "tiny" else f"tiny/{s.student.family}/{s.student.tiny}", check_student(s))
+        missing_weights += st.missing
+        hours, steps = estimate_gpu_hours(s, st.params, counts[0])
+        if hours is None:
+            unknown_cost += 1
+            cost = "cost unknown"
+        else:
+            total_hours += hours
+            cost = f"~{hours:.2f} GPU-h est."
+        budget = f"steps={steps}" if s.train.steps is not None else f"epochs={s.train.epochs:g} ({steps or '?'} steps)"
+        lora = f" lora(r={s.student.lora.r})" if s.student.lora is not None else ""
+        out.print(
+            f"{cell}: task={s.task.name} ({data}) method={s.method.name} student={s.student.model}/{s.student.family}{lora} "
+            f"[weights {st.weights}; {fmt_params(st.params)} from {st.params_from}] {budget} batch={s.train.batch_size}x{s.train.grad_accum} "
+            f"{cost} schemes={','.join(s.eval.schemes)}",
+            markup=False,
+        )
+    notes = [f"{missing} with missing data"] if missing else []
+    if missing_weights:
+        notes.append(f"{missing_weights} with missing weights")
+    out.print(f"{len(cells)} cells" + (", " + ", ".join(notes) if notes else ""))
+    out.print(
+        f"estimated training cost: ~{total_hours:.1f} GPU-hours in all"
+        + (f" ({unknown_cost} cells unknown)" if unknown_cost else "")
+        + f" — an estimate: 6 x parameters x tokens, tokens = steps x batch x (max_input_len + max_target_len)"
+        f" x passes (2 for predict+explain methods), at {ASSUMED_FLOPS / 1e12:.0f} TFLOP/s (30% of an A100's bf16 peak);"
+        " evaluation and decoding not counted",
+        markup=False,
+    )
 
 
 @app.command()

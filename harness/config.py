@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError, did_you_mean
 
@@ -71,16 +71,30 @@ class TinySpec(Strict):
     seed: int = 0
 
 
+class LoraSpec(Strict):
+    """LoRA through peft: only the adapter trains; absent (`lora: null`) means full fine-tuning."""
+
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    # None: the family's default (harness.student.LORA_TARGETS: t5 q,v; llama q_proj,v_proj)
+    target_modules: list[str] | None = None
+
+
 class StudentSpec(Strict):
     model: str = "tiny"  # "tiny" (built offline from the task's text), a hub id or a local path
     family: Literal["t5", "llama"] = "t5"  # used for "tiny"; a real model's family is read from its config
     tiny: TinySpec = TinySpec()
     max_input_len: int = 256
     max_target_len: int = 128
+    lora: LoraSpec | None = None  # e.g. {r: 8, alpha: 16, dropout: 0.05, target_modules: [q_proj, v_proj]}
 
 
 class TrainSpec(Strict):
-    steps: int = Field(1000, ge=1)
+    # the budget: exactly one of steps (optimizer steps) or epochs (passes over the training
+    # items); neither given means steps 1000. An override of one needs the other set to null.
+    steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0)
     batch_size: int = Field(32, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -90,21 +104,35 @@ class TrainSpec(Strict):
     max_grad_norm: float = 1.0
     eval_every: int = Field(200, ge=1)
     log_every: int = Field(10, ge=1)
+    bf16: bool | Literal["auto"] = "auto"  # bf16 autocast: auto = on a CUDA GPU that supports it; never on CPU
+
+    @model_validator(mode="after")
+    def _budget(self) -> TrainSpec:
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("give exactly one of train.steps and train.epochs (set the other to null)")
+        if self.steps is None and self.epochs is None:
+            object.__setattr__(self, "steps", 1000)
+        return self
 
 
 class DecodeSpec(Strict):
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "vllm"] = "hf"  # vllm: causal students (T5 falls back to hf, with a warning)
     temperature: float = Field(0.7, gt=0)  # for sampled schemes; greedy always uses T=0
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(256, ge=1)  # sequences per generate call
     seed: int = 0
+    # sampled chains per test example (--k); 0: the largest k among the schemes (majority@8 -> 8)
+    k: int = Field(0, ge=0)
 
 
 class EvalSpec(Strict):
-    schemes: list[str] = ["greedy"]  # "name" or "name@k"
+    # "name[:arg][@k]": greedy, majority, weighted, asc[:flag], esc[:window] (harness/aggregate.py)
+    schemes: list[str] = ["greedy"]
     untrained: bool = True  # also score the student before training
     bootstrap: int = Field(2000, ge=100)  # resamples for the 95% intervals
+    curves: bool = True  # pass@k and scheme@k for k = 1..K (harness/curves.py)
+    subsamples: int = Field(200, ge=1)  # random orders per example for the scheme@k curves
 
     @field_validator("schemes")
     @classmethod
@@ -147,7 +175,9 @@ class GridSpec(Strict):
             parts = []
             for (k, _), val in zip(axes, values, strict=True):
                 data = set_dotted(data, k, val)
-                parts.append(f"{axis_label(k)}={val}")
+                # a whole section as an axis value (task: [{name: svamp, ...}, ...]) is labelled by its name
+                label = val["name"] if isinstance(val, dict) and "name" in val else val
+                parts.append(f"{axis_label(k)}={label}")
             cell = ",".join(parts) or self.name
             out.append((cell, validate(RunSpec, data, where=f"cell {cell}")))
         return out
@@ -213,6 +243,8 @@ def _check_keys(data: Any, model: type[BaseModel], prefix: str = "") -> None:
         if k not in fields:
             raise UserError(f"unknown spec key {prefix + str(k)!r}{did_you_mean(str(k), fields, prefix)}")
         ann = fields[k].annotation
+        # an optional section (`lora: LoraSpec | None`) is checked like a plain one
+        ann = next((a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)), ann)
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             _check_keys(v, ann, f"{prefix}{k}.")
 

@@ -1,7 +1,8 @@
 """Decoders: K samples per prompt, each with its text, log-probability and token count.
 
-Backends share one interface (`Decoder.sample`). This file holds the Hugging Face backend; the
-vLLM and OpenAI-compatible backends arrive as separate adapters with the same signature.
+Backends share one interface (`Decoder.sample`). This file holds the Hugging Face backend and
+`make_decoder` (hf or vllm for a student); the vLLM and OpenAI-compatible backends are adapters
+with the same signature (harness.backends.vllm, harness.backends.openai).
 """
 
 from __future__ import annotations
@@ -106,6 +107,39 @@ class HFDecoder:
         ids = [tuple(row[:n]) for row, n in zip(seq.tolist(), n_tok, strict=True)]
         gens = [Generation(t.strip(), float(l), int(n), i) for t, l, n, i in zip(texts_out, lp, n_tok, ids, strict=True)]
         return [gens[j * params.n : (j + 1) * params.n] for j in range(len(texts))]
+
+
+DECODE_BACKENDS = ("hf", "vllm")
+
+
+def make_decoder(backend: str, student: Student, batch_size: int = 64) -> Decoder:
+    """The decoder of `backend` ('hf' or 'vllm') for a loaded student.
+
+    vLLM needs a model folder: the one the student was loaded from while its weights there are
+    still the ones in memory (a trained student's `best` checkpoint), else a temporary export of
+    the current weights, in the student's own dtype so its numbers match HFDecoder's. vLLM serves
+    causal models only: for an encoder-decoder (T5) student a warning says so and hf decodes.
+    """
+    if backend == "hf":
+        return HFDecoder(student, batch_size)
+    if backend != "vllm":
+        from harness.errors import unknown
+
+        raise unknown("decoding backend", backend, DECODE_BACKENDS)
+    from harness.backends import vllm as vb
+
+    if student.family == "t5":
+        vb.warn_fallback(getattr(student.model, "name_or_path", "") or "the student")
+        return HFDecoder(student, batch_size)
+    folder, tmp = vb.student_folder(student)
+    util = 0.85
+    if torch.cuda.is_available():  # the student already holds GPU memory: take a share of what is free
+        free, total = torch.cuda.mem_get_info()
+        util = max(0.05, min(0.85, free / total - 0.05))
+    dtype = str(getattr(student.model, "dtype", "auto")).removeprefix("torch.")
+    dec = vb.VLLMDecoder(vb.VLLMConfig(model=str(folder), dtype=dtype, gpu_memory_utilization=util))
+    dec._export = tmp  # type: ignore[attr-defined]  # the exported folder lives as long as the decoder
+    return dec
 
 
 def to_chains(

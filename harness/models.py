@@ -95,7 +95,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, family: Family) -> An
 def build_tiny_model(family: Family, texts: Iterable[str], out: Path, cfg: TinyConfig = TinyConfig()) -> Path:
     """Train a tokenizer on `texts`, build a randomly initialised model, save both to `out`."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+    from transformers import LlamaForCausalLM, T5ForConditionalGeneration
 
     if family not in FAMILIES:
         raise UserError(f"unknown model family {family!r} (choose from: {', '.join(FAMILIES)})")
@@ -104,15 +104,23 @@ def build_tiny_model(family: Family, texts: Iterable[str], out: Path, cfg: TinyC
     quiet_transformers()
     tokenizer = train_tokenizer(texts, cfg.vocab_size, family)
     torch.manual_seed(cfg.seed)
-    common = dict(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    model: Any
+    config = tiny_hf_config(family, cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id)
+    model: Any = T5ForConditionalGeneration(config) if family == "t5" else LlamaForCausalLM(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def tiny_hf_config(family: Family, cfg: TinyConfig, vocab_size: int, pad_id: int = 0, eos_id: int = 1, bos_id: int = 2) -> Any:
+    """The transformers config of a tiny student (also used to count its parameters in a dry run)."""
+    from transformers import LlamaConfig, T5Config
+
+    common = dict(vocab_size=vocab_size, pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=bos_id)
     if family == "t5":
-        config = T5Config(
+        return T5Config(
             d_model=cfg.d_model,
             d_kv=cfg.d_model // cfg.n_heads,
             num_heads=cfg.n_heads,
@@ -123,29 +131,20 @@ def build_tiny_model(family: Family, texts: Iterable[str], out: Path, cfg: TinyC
             # no dropout, like the tiny Llama: the families differ in architecture only, and
             # dropout's random masks cost a fifth of a CPU training step at this size
             dropout_rate=0.0,
-            decoder_start_token_id=tokenizer.pad_token_id,
+            decoder_start_token_id=pad_id,
             tie_word_embeddings=False,
             **common,
         )
-        model = T5ForConditionalGeneration(config)
-    else:
-        config = LlamaConfig(
-            hidden_size=cfg.d_model,
-            num_attention_heads=cfg.n_heads,
-            num_key_value_heads=cfg.n_heads,
-            intermediate_size=cfg.d_ff,
-            num_hidden_layers=cfg.n_layers,
-            max_position_embeddings=cfg.max_positions,
-            tie_word_embeddings=False,
-            **common,
-        )
-        model = LlamaForCausalLM(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    return LlamaConfig(
+        hidden_size=cfg.d_model,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_heads,
+        intermediate_size=cfg.d_ff,
+        num_hidden_layers=cfg.n_layers,
+        max_position_embeddings=cfg.max_positions,
+        tie_word_embeddings=False,
+        **common,
+    )
 
 
 def quiet_transformers() -> None:

@@ -2,7 +2,8 @@
 
     task.load -> teacher bank (cached) -> student (tiny, built once, or a hub model)
     -> method.train (cached checkpoint, selected on valid) -> decode test (cached predictions)
-    -> aggregate per scheme -> score (accuracy with a bootstrap 95% interval) -> MLflow
+    -> aggregate per scheme -> score (accuracy with a bootstrap 95% interval, k-curves,
+    per-subject breakdown; harness/evaluate.py) -> MLflow
 
 Every expensive stage is keyed by a hash of everything that determines it, so a killed grid
 redoes only unfinished work and a finished cell (a FINISHED MLflow run with its hash) is skipped.
@@ -20,12 +21,13 @@ from typing import Any
 import torch
 
 from harness import teacher as teachers
-from harness.aggregate import aggregate, parse_scheme
+from harness.aggregate import Scheme, parse_scheme
 from harness.config import RunSpec
-from harness.decoding import GREEDY, HFDecoder, SamplingParams, to_chains
+from harness.decoding import GREEDY, SamplingParams, make_decoder, to_chains
 from harness.errors import UserError, unknown
+from harness.evaluate import evaluate, log_evaluation, read_predictions, write_predictions
 from harness.models import TinyConfig, build_tiny_model, corpus
-from harness.scoring import Score, most_frequent_baseline, score
+from harness.scoring import Score, most_frequent_baseline
 from harness.store import Store, atomic_write_text, content_key, read_jsonl, write_jsonl
 from harness.student import Student
 from harness.tracking import Tracker
@@ -47,12 +49,16 @@ class Prepared:
     task: Task
     method: MethodDef
     method_cfg: Any
-    schemes: list[tuple[str, str, int | None]]  # (spec string, name, k)
+    schemes: list[Scheme]
+
+    @property
+    def greedy(self) -> bool:
+        return any(not s.sampled for s in self.schemes)
 
     @property
     def sample_k(self) -> int:
-        """Chains per test example needed by the sampled schemes (0: greedy only)."""
-        return max((k or 1 for _, name, k in self.schemes if name != "greedy"), default=0)
+        """Sampled chains per test example: decode.k, else the largest k of the sampled schemes."""
+        return self.spec.decode.k or max((s.k or 0 for s in self.schemes if s.sampled), default=0)
 
 
 @dataclass
@@ -71,13 +77,13 @@ def prepare(spec: RunSpec) -> Prepared:
     cfg = make_config(method, spec.method.options)
     if spec.teacher.name not in TEACHERS:
         raise unknown("teacher", spec.teacher.name, TEACHERS)
-    schemes = []
-    for s in spec.eval.schemes:
-        name, k = parse_scheme(s)
-        if name == "greedy" and k not in (None, 1):
-            raise UserError(f"scheme {s!r}: greedy decoding gives one chain per example; write 'greedy'")
-        schemes.append((s, name, k))
-    return Prepared(spec, task, method, cfg, schemes)
+    p = Prepared(spec, task, method, cfg, [parse_scheme(s) for s in spec.eval.schemes])
+    for s in p.schemes:
+        if s.sampled and p.sample_k == 0:
+            raise UserError(f"scheme {s.spec!r} votes over sampled chains: say how many, with decode.k (--k) or {s.name}@K")
+        if s.k is not None and s.k > p.sample_k:
+            raise UserError(f"scheme {s.spec!r} needs {s.k} sampled chains per example but decode.k is {p.sample_k}")
+    return p
 
 
 def cell_hash(spec: RunSpec) -> str:
@@ -132,29 +138,34 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         if spec.eval.untrained:
             before = Student.load(model_ref, device, **lengths)
             chains = decode(before, p, test)
-            result.untrained = score_schemes(p, test, chains)
-            log.metrics(scheme_metrics("untrained", result.untrained))
+            ev = evaluate(p.task, test, chains, p.schemes, spec.eval.bootstrap, spec.seed, curves=False)
+            result.untrained = ev.scores
+            log_evaluation(log, "untrained", ev, store.dir("evaluations", key))
 
         # 4. train (cached): the method's own loss through the shared loop, best on valid
         student = trained_student(p, model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
 
         # 5. decode the test split (cached), aggregate per scheme, score
-        pred_key = {
-            "student": student_key(p, model_ref, bank_key),
-            "decode": spec.decode.model_dump(),
-            "k": p.sample_k,
-            "greedy": any(name == "greedy" for _, name, _ in p.schemes),
-            "test": [e.id for e in test],
-        }
-        pred_path = store.file("predictions", content_key(pred_key))
-        if pred_path.exists():
-            chains = [Chain.from_dict(r) for r in read_jsonl(pred_path)]
-        else:
+        pred_key = content_key(
+            {
+                "student": student_key(p, model_ref, bank_key),
+                "decode": spec.decode.model_dump(),
+                "k": p.sample_k,
+                "greedy": p.greedy,
+                "test": [e.id for e in test],
+            }
+        )
+        pred_dir = store.dir("predictions", pred_key)
+        if not pred_dir.exists():
             chains = decode(student, p, test, source=f"student:{log.run_id}")
-            write_jsonl(pred_path, (c.to_dict() for c in chains))
-        result.scores = score_schemes(p, test, chains)
-        log.metrics(scheme_metrics("test", result.scores))
-        log.artifact(pred_path, "predictions")
+            with store.atomic_dir("predictions", pred_key) as tmp:
+                write_predictions(tmp, task_key(p.task), test, chains)
+        chains = read_predictions(pred_dir).chains
+        e = spec.eval
+        ev = evaluate(p.task, test, chains, p.schemes, e.bootstrap, spec.seed, curves=e.curves, subsamples=e.subsamples)
+        result.scores = ev.scores
+        log_evaluation(log, "test", ev, store.dir("evaluations", key))
+        log.artifact(pred_dir, "predictions")
     return result
 
 
@@ -204,6 +215,8 @@ def student_key(p: Prepared, model_ref: str, bank_key: str) -> str:
             "bank": bank_key,
             "train": s.train.model_dump(),
             "lengths": [s.student.max_input_len, s.student.max_target_len],
+            # only when set, so full fine-tuning keeps its keys (LoRA must never share them)
+            **({"lora": s.student.lora.model_dump()} if s.student.lora is not None else {}),
             "seed": s.seed,
             "task": task_key(p.task),
         }
@@ -226,20 +239,34 @@ def trained_student(
 ) -> Student:
     """Train with the method (or reuse the cached checkpoint) and return the best-on-valid student.
 
-    The training log is kept next to the checkpoint and replayed into MLflow when reused, so a
-    resumed cell shows the same curves.
+    Training runs in a work folder next to the checkpoint, `checkpoints/.<key>.partial/`, that
+    survives a kill: the loop saves its resumable state there (`last.pt`, harness/training.py)
+    and a restarted cell continues from it. The folder becomes `checkpoints/<key>/` in one rename
+    when training ends. The training log is kept next to the checkpoint and replayed into MLflow
+    when reused (or resumed), so a resumed cell shows the same curves.
     """
+    import fcntl
+    import os
+    import shutil
+
     key = student_key(p, model_ref, bank_key)
     ckpt = store.dir("checkpoints", key)
+    lora = p.spec.student.lora
     if not (ckpt / "best").exists():
-        with store.atomic_dir("checkpoints", key) as tmp:
+        work = ckpt.parent / f".{key}.partial"
+        work.mkdir(parents=True, exist_ok=True)
+        with open(work / ".lock", "w") as lock:
+            try:  # one trainer per work folder; the kernel drops the lock of a killed process
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"another process is training this checkpoint ({work}); wait for it or stop it") from None
             history: list[dict[str, Any]] = []
 
             def record(metrics: dict[str, float], step: int) -> None:
                 history.append({"step": step, **metrics})
                 log.metrics(metrics, step)
 
-            student = Student.load(model_ref, device, **lengths)
+            student = Student.load(model_ref, device, lora=lora, seed=p.spec.seed, **lengths)
             ctx = TrainContext(
                 student=student,
                 task=p.task,
@@ -248,14 +275,22 @@ def trained_student(
                 negatives=negatives,
                 config=TrainConfig(**p.spec.train.model_dump(), seed=p.spec.seed),
                 evaluate=lambda s: valid_accuracy(s, p, valid),
-                out_dir=tmp,
+                out_dir=work,
                 log=record,
                 show_progress=show_progress,
             )
             res = p.method.train(ctx, p.method_cfg)
             log.metrics({"train/best_step": res.best_step, "train/best_valid": res.best_valid, "train/seconds": res.seconds})
-            write_jsonl(tmp / "history.jsonl", history)
-            (tmp / "result.json").write_text(json.dumps(dataclasses.asdict(res)))
+            write_jsonl(work / "history.jsonl", history)
+            atomic_write_text(work / "result.json", json.dumps(dataclasses.asdict(res)))
+            (work / ".lock").unlink()
+            if ckpt.exists():  # another process finished the same checkpoint first
+                shutil.rmtree(work)
+            else:
+                os.rename(work, ckpt)
+        # the resume state (optimizer moments included) is not needed once the checkpoint is done
+        for name in ("last.pt", "log.jsonl"):
+            (ckpt / name).unlink(missing_ok=True)
         return student
     for row in read_jsonl(ckpt / "history.jsonl"):
         step = row.pop("step")
@@ -268,7 +303,7 @@ def trained_student(
 def valid_accuracy(student: Student, p: Prepared, valid: Sequence[Example]) -> float:
     """Greedy accuracy on the valid split: the model-selection signal (test is never used)."""
     inputs = [p.method.test_input(p.task, ex, p.method_cfg) for ex in valid]
-    gens = HFDecoder(student, p.spec.decode.batch_size).sample(inputs, dataclasses.replace(GREEDY, max_new_tokens=p.spec.decode.max_new_tokens))
+    gens = make_decoder(p.spec.decode.backend, student, p.spec.decode.batch_size).sample(inputs, dataclasses.replace(GREEDY, max_new_tokens=p.spec.decode.max_new_tokens))
     ok = [p.task.equivalent(p.task.extract(g[0].text), ex.answer) for g, ex in zip(gens, valid, strict=True)]
     return sum(ok) / max(1, len(ok))
 
@@ -276,42 +311,13 @@ def valid_accuracy(student: Student, p: Prepared, valid: Sequence[Example]) -> f
 def decode(student: Student, p: Prepared, examples: Sequence[Example], source: str = "student:untrained") -> list[Chain]:
     """The chains the schemes need: one greedy chain per example and/or K sampled ones."""
     d = p.spec.decode
-    dec = HFDecoder(student, d.batch_size)
+    dec = make_decoder(d.backend, student, d.batch_size)
     inputs = [p.method.test_input(p.task, ex, p.method_cfg) for ex in examples]
     chains: list[Chain] = []
-    if any(name == "greedy" for _, name, _ in p.schemes):
+    if p.greedy:
         params = dataclasses.replace(GREEDY, max_new_tokens=d.max_new_tokens)
         chains += to_chains(examples, dec.sample(inputs, params), p.task, source, params)
     if p.sample_k:
         params = SamplingParams(n=p.sample_k, temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed)
         chains += to_chains(examples, dec.sample(inputs, params), p.task, source, params)
     return chains
-
-
-def score_schemes(p: Prepared, examples: Sequence[Example], chains: Sequence[Chain]) -> dict[str, Score]:
-    """Accuracy (with a bootstrap 95% interval) of every scheme over the same examples."""
-    greedy: dict[str, list[Chain]] = defaultdict(list)
-    sampled: dict[str, list[Chain]] = defaultdict(list)
-    for c in chains:
-        (greedy if c.meta.get("temperature") == 0 else sampled)[c.example_id].append(c)
-    out = {}
-    for spec_str, name, _ in p.schemes:
-        pool = greedy if name == "greedy" else sampled
-        answers = aggregate(spec_str, {ex.id: pool[ex.id] for ex in examples}, key=p.task.canonical, same=p.task.equivalent)
-        correct = [p.task.equivalent(answers[ex.id], ex.answer) for ex in examples]
-        out[spec_str] = score(correct, n_resamples=p.spec.eval.bootstrap, seed=p.spec.seed)
-    return out
-
-
-def metric_name(scheme: str) -> str:
-    """MLflow metric names cannot hold '@': 'majority@8' -> 'majority_k8'."""
-    return scheme.replace("@", "_k")
-
-
-def scheme_metrics(prefix: str, scores: dict[str, Score]) -> dict[str, float]:
-    out = {}
-    for scheme, s in scores.items():
-        m = metric_name(scheme)
-        out.update({f"{prefix}/acc/{m}": s.acc, f"{prefix}/lo/{m}": s.lo, f"{prefix}/hi/{m}": s.hi})
-    return out
-

@@ -2,10 +2,24 @@
 
 Methods see only `Student.score(inputs, targets)`: the logits aligned with the target tokens, the
 target ids and a mask, identical in shape for both families, so every loss runs on both.
+
+Full fine-tuning, or LoRA through peft (`Student.load(..., lora=LoraSpec(...))`): the base model is
+frozen and only the adapter trains. A LoRA student saves in peft's own format: the adapter
+(`adapter_config.json` + `adapter_model.safetensors`, a few MB) with the reference to its base
+(`base_model_name_or_path`: an absolute local folder, e.g. a tiny model in the store, or a hub id)
+and the tokenizer; `Student.load(folder)` sees the adapter, loads the base and puts the adapter on
+it. Not merged, because (1) a checkpoint is then a few MB instead of a second copy of the model
+(a 7B student would write 13 GB per `best`/`last`), (2) the trainable tensors saved are exactly
+those the optimizer state refers to, so a killed run resumes exactly, and (3) the folder is what
+vLLM serves as a LoRA adapter on top of its base (`teacher: {name: vllm, lora: ...}`). The price:
+the base must still be there when the checkpoint is loaded (the store's tiny models are
+content-addressed and never move; a hub base is read from the HF cache). `merged()` gives a plain
+model for tools that want one.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +31,11 @@ from harness.models import Family, load_model
 
 # The causal family reads "<input>\n<target></s>"; the newline marks where the answer starts.
 CAUSAL_SEP = "\n"
+
+# LoRA target modules per family when the spec names none: the attention query and value
+# projections (T5's are called q and v; Llama's q_proj and v_proj, TDG's setting).
+LORA_TARGETS: dict[str, list[str]] = {"t5": ["q", "v"], "llama": ["q_proj", "v_proj"]}
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
@@ -49,9 +68,80 @@ class Student:
     max_target_len: int = 128
 
     @classmethod
-    def load(cls, name_or_path: str | Path, device: str = "cpu", **lengths: int) -> Student:
+    def load(cls, name_or_path: str | Path, device: str = "cpu", lora: Any = None, seed: int = 0, **lengths: int) -> Student:
+        """A plain model (hub id or folder), or a saved LoRA student (a folder with an adapter).
+
+        `lora` (a harness.config.LoraSpec or a dict of its fields) puts a fresh adapter on a plain
+        model, initialised from `seed` (the global RNG is left as it was).
+        """
+        adapter = Path(name_or_path) / ADAPTER_CONFIG
+        if adapter.is_file():
+            from peft import PeftModel
+            from transformers import AutoTokenizer
+
+            base = json.loads(adapter.read_text())["base_model_name_or_path"]
+            model, _, family = load_model(base, device)
+            tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+            if family == "llama":
+                tokenizer.padding_side = "left"
+            model = PeftModel.from_pretrained(model, str(name_or_path), is_trainable=True).to(device)
+            return cls(model, tokenizer, family, **lengths)
         model, tokenizer, family = load_model(name_or_path, device)
-        return cls(model, tokenizer, family, **lengths)
+        student = cls(model, tokenizer, family, **lengths)
+        if lora is not None:
+            student.add_lora(lora, base=str(name_or_path), seed=seed)
+        return student
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.model, "peft_config")
+
+    def add_lora(self, lora: Any, base: str, seed: int = 0) -> None:
+        """Freeze the model and train a LoRA adapter on it (peft), saved with `base` as its base."""
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        opts = lora if isinstance(lora, dict) else lora.model_dump()
+        targets = opts.get("target_modules") or LORA_TARGETS[self.family]
+        config = LoraConfig(
+            task_type=TaskType.SEQ_2_SEQ_LM if self.family == "t5" else TaskType.CAUSAL_LM,
+            r=opts.get("r", 8),
+            lora_alpha=opts.get("alpha", 16),
+            lora_dropout=opts.get("dropout", 0.05),
+            target_modules=list(targets),
+        )
+        # a local base is referenced by its absolute path, so the checkpoint loads from anywhere
+        ref = str(Path(base).resolve()) if Path(base).is_dir() else base
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            try:
+                self.model = get_peft_model(self.model, config)
+            except ValueError as e:
+                from harness.errors import UserError
+
+                raise UserError(f"student.lora: {str(e).splitlines()[0]}") from None
+        self.model.peft_config["default"].base_model_name_or_path = ref
+
+    def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """The parameters the optimizer updates: all of them, or the adapter's under LoRA."""
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def restore(self, folder: str | Path) -> None:
+        """Put the weights saved in `folder` (by `save`) into this student, in place for LoRA."""
+        if self.is_lora:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            set_peft_model_state_dict(self.model, load_file(str(Path(folder) / "adapter_model.safetensors"), device=str(self.device)))
+        else:
+            self.model = Student.load(folder, device=str(self.device)).model
+
+    def merged(self) -> Any:
+        """A plain transformers model: the adapter merged into a copy of the base under LoRA."""
+        if not self.is_lora:
+            return self.model
+        import copy
+
+        return copy.deepcopy(self.model).merge_and_unload()
 
     @property
     def device(self) -> torch.device:

@@ -4,7 +4,7 @@
   carries one plausible slip, which gives labelled negatives (offline, synthetic).
 - `gold`: a dataset's own reference rationales, one per example.
 - `hf` / `vllm` / `openai`: K sampled chains per example from a model through a Decoder
-  (harness.decoding.HFDecoder, harness.backends.vllm.VLLMDecoder (GPU),
+  (harness.decoding.HFDecoder, harness.backends.vllm.VLLMDecoder (vLLM; causal models),
   harness.backends.openai.OpenAIDecoder).
 Every teacher's chains go into a bank (harness.bank): built in resumable chunks, labelled by the
 gold answer or, label-free, by the majority answer.
@@ -150,7 +150,14 @@ def generator(task: Any, t: Any) -> Any:
     if t.model is None:
         raise UserError(f"teacher {t.name!r} needs teacher.model (a model folder, hub id or served model name)")
     params = SamplingParams(n=t.k, temperature=t.temperature, top_p=t.top_p, max_new_tokens=t.max_new_tokens, seed=t.seed)
-    if t.name == "hf":
+    backend = t.name
+    if backend == "vllm":
+        from harness.backends.vllm import is_encoder_decoder, warn_fallback
+
+        if is_encoder_decoder(t.model):  # vLLM serves causal models only
+            warn_fallback(t.model)
+            backend = "hf"
+    if backend == "hf":
         import torch
 
         from harness.decoding import HFDecoder
@@ -159,7 +166,7 @@ def generator(task: Any, t: Any) -> Any:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         student = Student.load(t.model, device, max_input_len=2048, max_target_len=t.max_new_tokens)
         decoder: Any = HFDecoder(student, batch_size=t.batch_size)
-    elif t.name == "vllm":
+    elif backend == "vllm":
         from harness.backends.vllm import VLLMConfig, VLLMDecoder
 
         decoder = VLLMDecoder(VLLMConfig(model=t.model, lora=t.lora))

@@ -125,8 +125,12 @@ class RunLog:
             self.client.set_tag(self.run_id, k, v)
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Log a file, or a folder's files, under `artifact_path`."""
         self.flush()
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        if Path(path).is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def flush(self) -> None:
         for i in range(0, len(self._pending), 1000):

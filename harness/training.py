@@ -1,20 +1,38 @@
 """The shared training loop: every method that only changes the loss trains through `fit`.
 
-AdamW, linear or cosine schedule with warm-up, gradient accumulation, evaluation on the valid
-split every `eval_every` steps with the best checkpoint kept (test is never used for selection).
+AdamW, linear or cosine schedule with warm-up, gradient accumulation, a budget in optimizer
+steps or in epochs, bf16 autocast on a CUDA GPU (never on CPU), evaluation on the valid split
+every `eval_every` steps with the best checkpoint kept (test is never used for selection).
+
+Resumable after a kill. At every evaluation (and at the end) `fit` writes `out_dir/last.pt`
+atomically (temp file + rename): the trainable weights (the whole model, or only the LoRA
+adapter), the AdamW and schedule state, the RNG states (python, numpy, torch, CUDA), the step,
+the best-so-far (score, step, curve), the data-order position (micro-batches consumed) and the
+running log window. A later `fit` with the same `out_dir` continues from it and ends where an
+uninterrupted run ends: the same batches in the same order, the same dropout masks, the same
+weights. Everything `fit` logs is also appended to `out_dir/log.jsonl`; on resume the rows up to
+the saved step are replayed through `log` and later ones dropped (those steps are trained again),
+so the log holds every step once. The best checkpoint lives in `out_dir/best-<step>` while
+training (`last.pt` names the current one; a kill never leaves it half-written or unreferenced)
+and is renamed `out_dir/best` at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -26,10 +44,15 @@ LossFn = Callable[[Student, Sequence[Item]], tuple[torch.Tensor, dict[str, float
 Evaluate = Callable[[Student], float]
 Log = Callable[[dict[str, float], int], None]
 
+STATE_FILE = "last.pt"
+LOG_FILE = "log.jsonl"
+STATE_VERSION = 1
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1000  # optimizer steps
+    steps: int | None = None  # optimizer steps; exactly one of steps / epochs (neither: 1000 steps)
+    epochs: float | None = None  # passes over the training items (micro-batches, ragged tail dropped)
     batch_size: int = 32  # examples per micro-batch
     grad_accum: int = 1
     lr: float = 1e-3
@@ -39,7 +62,22 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     eval_every: int = 200  # steps; the last step is always evaluated
     log_every: int = 10
+    bf16: bool | Literal["auto"] = "auto"  # autocast to bfloat16: auto = on a CUDA GPU that supports it
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("give exactly one of steps and epochs")
+        if self.steps is None and self.epochs is None:
+            object.__setattr__(self, "steps", 1000)
+
+    def total_steps(self, n_items: int) -> int:
+        """Optimizer steps of the budget: `steps`, or `epochs` passes over n_items."""
+        if self.steps is not None:
+            return self.steps
+        assert self.epochs is not None
+        per_epoch = n_items // min(self.batch_size, n_items) if n_items else 1
+        return max(1, math.ceil(math.ceil(self.epochs * per_epoch) / self.grad_accum))
 
 
 @dataclass
@@ -51,15 +89,18 @@ class TrainResult:
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, valid metric)
 
 
-def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
-    """Multiplier of the peak learning rate at a given step."""
+def lr_lambda(cfg: TrainConfig, steps: int | None = None) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate at a given step (`steps`: the budget, default cfg.steps)."""
+    total = steps if steps is not None else cfg.steps
+    if total is None:
+        raise ValueError("lr_lambda needs the number of steps of an epochs budget (cfg.total_steps(n_items))")
 
     def f(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         if cfg.schedule == "constant":
             return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
         if cfg.schedule == "cosine":
             return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         return max(0.0, 1 - progress)
@@ -67,15 +108,89 @@ def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return f
 
 
-def micro_batches(items: Sequence[Item], batch_size: int, seed: int):
-    """Endless shuffled micro-batches: each epoch is a fresh permutation from a seeded RNG."""
+def micro_batches(items: Sequence[Item], batch_size: int, seed: int, start: int = 0) -> Iterator[list[Item]]:
+    """Endless shuffled micro-batches: each epoch is a fresh permutation from a seeded RNG.
+
+    `start` skips that many micro-batches (the data-order position of a resumed run) without
+    building them: the stream continues exactly where an uninterrupted one would be.
+    """
     rng = random.Random(seed)
     order = list(range(len(items)))
     size = min(batch_size, len(items))
+    per_epoch = len(order) // size
+    epochs_done, skip = divmod(start, per_epoch)
+    for _ in range(epochs_done):
+        rng.shuffle(order)
     while True:
         rng.shuffle(order)
-        for i in range(0, len(order) - size + 1, size):  # drop the ragged tail of each epoch
+        for i in range(skip * size, per_epoch * size, size):  # drop the ragged tail of each epoch
             yield [items[j] for j in order[i : i + size]]
+        skip = 0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global RNGs (torch.manual_seed seeds every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG state, as plain lists and tensors (loadable with torch.load(weights_only=True))."""
+    version, internal, gauss = random.getstate()
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, key.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(key, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def use_bf16(setting: bool | str, device: torch.device) -> bool:
+    """bf16 autocast only on a CUDA device: `auto` where it supports bf16, `true` always there."""
+    if device.type != "cuda":
+        return False
+    if setting == "auto":
+        return torch.cuda.is_bf16_supported()
+    return bool(setting)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    """The rows of log.jsonl; a last line cut by a kill is ignored."""
+    rows = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return rows
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    from harness.store import write_jsonl
+
+    write_jsonl(path, rows)
 
 
 def fit(
@@ -90,35 +205,127 @@ def fit(
 ) -> TrainResult:
     """Train `student` in place on `items` with `loss_fn`; leave it at the best valid checkpoint.
 
-    The best checkpoint is written to `out_dir/best` (atomically: a temp dir, then a rename).
+    The best checkpoint ends in `out_dir/best` (a `Student.save` folder). A `last.pt` left in
+    `out_dir` by a killed run with the same items and config is resumed from (see the module
+    docstring); a finished one makes this call cost only the reload of the best checkpoint.
     """
     if not items:
         raise UserError("no training items: the method found nothing to train on (e.g. a bank without teacher positives)")
-    torch.manual_seed(cfg.seed)
-    model = student.model
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    batches = micro_batches(items, cfg.batch_size, cfg.seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    best = TrainResult(best_step=0, best_valid=-math.inf, steps=cfg.steps, seconds=0.0)
-    start = time.perf_counter()
+    model = student.model
+    device = student.device
+    total = cfg.total_steps(len(items))
+    bf16 = use_bf16(cfg.bf16, device)
+    seed_everything(cfg.seed)
+    model.train()
+    params = student.trainable_parameters()
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total))
+    # what a saved state must match to be resumed here (the work dir is keyed by the spec, so a
+    # mismatch means the code changed underneath it)
+    fingerprint = {
+        "version": STATE_VERSION,
+        "total": total,
+        "n_items": len(items),
+        "batch_size": cfg.batch_size,
+        "grad_accum": cfg.grad_accum,
+        "seed": cfg.seed,
+        "params": [[n, list(p.shape)] for n, p in params.items()],
+    }
+
+    best = TrainResult(best_step=0, best_valid=-math.inf, steps=total, seconds=0.0)
+    best_dir: str | None = None
+    start, micro, seconds_before = 0, 0, 0.0
     running: dict[str, float] = {}
+    window = {"steps": 0, "seconds": 0.0}
+    log_path = out_dir / LOG_FILE
+
+    state_path = out_dir / STATE_FILE
+    state = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else None
+    if state is not None and state.get("fingerprint") != fingerprint:
+        warnings.warn(f"{state_path} was saved by a different training setup; starting from step 0", stacklevel=2)
+        state = None
+    if state is None:
+        for p in [state_path, log_path, *out_dir.glob("best*"), *out_dir.glob(".*.tmp")]:
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    else:  # resume: weights, optimizer, schedule, RNGs, data position, best-so-far, log window
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state["trainable"][n].to(p.device))
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start, micro, seconds_before = state["step"], state["micro"], state["seconds"]
+        best.best_step, best.best_valid, best_dir = state["best_step"], state["best_valid"], state["best_dir"]
+        best.curve = [(s, v) for s, v in state["curve"]]
+        running, window = dict(state["running"]), dict(state["window"])
+        for p in [*out_dir.glob("best-*"), *out_dir.glob(".*.tmp")]:
+            if p.name != best_dir:  # written after the state: those steps run again
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        rows = [r for r in _read_log(log_path) if r["step"] <= start]
+        _write_log(log_path, rows)
+        for r in rows:
+            r = dict(r)
+            log(r, r.pop("step"))
+
+    log_file = open(log_path, "a", encoding="utf-8")
+
+    def emit(metrics: dict[str, float], step: int) -> None:
+        log_file.write(json.dumps({"step": step, **metrics}) + "\n")
+        log_file.flush()
+        log(metrics, step)
+
+    def save_state(step: int) -> None:
+        _atomic_torch_save(
+            {
+                "fingerprint": fingerprint,
+                "step": step,
+                "micro": micro,
+                "seconds": seconds_before + time.perf_counter() - t_start,
+                "trainable": {n: p.detach().to("cpu", copy=True) for n, p in params.items()},
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": rng_state(),
+                "best_step": best.best_step,
+                "best_valid": best.best_valid,
+                "best_dir": best_dir,
+                "curve": [list(c) for c in best.curve],
+                "running": running,
+                "window": window,
+            },
+            state_path,
+        )
 
     def checkpoint(step: int) -> None:
-        score = evaluate(student)
+        nonlocal best_dir
+        saved = rng_state()  # decoding (it seeds torch itself) never moves the training RNGs
+        try:
+            score = evaluate(student)
+        finally:
+            set_rng_state(saved)
         model.train()
         best.curve.append((step, score))
-        log({"valid": score}, step)
+        emit({"valid": score}, step)
         if score > best.best_valid:
             best.best_valid, best.best_step = score, step
-            tmp = out_dir / "best.tmp"
+            name = f"best-{step:07d}"
+            tmp = out_dir / f".{name}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             student.save(tmp)
-            shutil.rmtree(out_dir / "best", ignore_errors=True)
-            tmp.rename(out_dir / "best")
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+            tmp.rename(out_dir / name)
+            old, best_dir = best_dir, name
+            save_state(step)  # the state names the new best before the old one is deleted
+            if old is not None:
+                shutil.rmtree(out_dir / old, ignore_errors=True)
+        else:
+            save_state(step)
 
+    if state is None:
+        emit({"train/bf16": float(bf16), "train/total_steps": float(total)}, 0)
+    batches = micro_batches(items, cfg.batch_size, cfg.seed, start=micro)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     progress = Progress(
         TextColumn("[bold]train"),
         BarColumn(),
@@ -128,37 +335,48 @@ def fit(
         disable=not show_progress,
         transient=True,
     )
-    with progress:
-        bar = progress.add_task("train", total=cfg.steps, loss=float("nan"), rate=0.0, valid="-")
-        for step in range(1, cfg.steps + 1):
-            opt.zero_grad(set_to_none=True)
-            total = 0.0
-            for _ in range(cfg.grad_accum):
-                loss, metrics = loss_fn(student, next(batches))
-                (loss / cfg.grad_accum).backward()
-                total += loss.item() / cfg.grad_accum
-                for k, v in metrics.items():
-                    running[k] = running.get(k, 0.0) + v / cfg.grad_accum
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
-            sched.step()
-            running["loss"] = running.get("loss", 0.0) + total
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
-                avg = {f"train/{k}": v / n for k, v in running.items()}
-                avg["train/lr"] = sched.get_last_lr()[0]
-                log(avg, step)
-                running = {}
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                checkpoint(step)
-            rate = step / (time.perf_counter() - start)
-            valid = f"{best.curve[-1][1]:.3f}" if best.curve else "-"
-            progress.update(bar, advance=1, loss=total, rate=rate, valid=valid)
-    best.seconds = time.perf_counter() - start
-    best_dir = out_dir / "best"
-    loaded = Student.load(best_dir, device=str(student.device), max_input_len=student.max_input_len, max_target_len=student.max_target_len)
-    student.model = loaded.model
+    t_start = time.perf_counter()
+    try:
+        with progress:
+            bar = progress.add_task("train", total=total, completed=start, loss=float("nan"), rate=0.0, valid="-")
+            for step in range(start + 1, total + 1):
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                loss_sum = 0.0
+                for _ in range(cfg.grad_accum):
+                    with autocast():
+                        loss, metrics = loss_fn(student, next(batches))
+                    micro += 1
+                    (loss / cfg.grad_accum).backward()
+                    loss_sum += loss.item() / cfg.grad_accum
+                    for k, v in metrics.items():
+                        running[k] = running.get(k, 0.0) + v / cfg.grad_accum
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+                opt.step()
+                sched.step()
+                running["loss"] = running.get("loss", 0.0) + loss_sum
+                window["steps"] += 1
+                window["seconds"] += time.perf_counter() - t0
+                if step % cfg.log_every == 0 or step == total:
+                    n = window["steps"]
+                    avg = {f"train/{k}": v / n for k, v in running.items()}
+                    avg["train/lr"] = sched.get_last_lr()[0]
+                    avg["train/step_seconds"] = window["seconds"] / n
+                    emit(avg, step)
+                    running, window = {}, {"steps": 0, "seconds": 0.0}
+                if step % cfg.eval_every == 0 or step == total:
+                    checkpoint(step)
+                rate = (step - start) / (time.perf_counter() - t_start)
+                valid = f"{best.curve[-1][1]:.3f}" if best.curve else "-"
+                progress.update(bar, advance=1, loss=loss_sum, rate=rate, valid=valid)
+    finally:
+        log_file.close()
+    best.seconds = seconds_before + time.perf_counter() - t_start
+    if best_dir is not None and (out_dir / best_dir).exists():
+        shutil.rmtree(out_dir / "best", ignore_errors=True)
+        (out_dir / best_dir).rename(out_dir / "best")
+    student.restore(out_dir / "best")
     return best
 
 
@@ -168,6 +386,7 @@ class TrainContext:
 
     `positives` / `negatives` map example id -> teacher chains (from the bank) for train examples.
     `evaluate` scores a student on the valid split with the method's own test-time input.
+    `out_dir` is the cell's checkpoint work folder: it survives a kill, so `fit` resumes there.
     """
 
     student: Student

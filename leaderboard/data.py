@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.aggregate import metric_name
+
 
 @dataclass
 class CellRow:
@@ -24,10 +26,6 @@ class CellRow:
     baseline: float = math.nan
     train_seconds: float = math.nan
     params: dict[str, str] = field(default_factory=dict)
-
-
-def _scheme_metric(scheme: str) -> str:
-    return scheme.replace("@", "_k")
 
 
 def load_cells(tracking_uri: str, experiment: str | None = None) -> list[CellRow]:
@@ -63,7 +61,7 @@ def cell_row(experiment: str, run_id: str, tags: dict[str, str], params: dict[st
         params=dict(params),
     )
     for s in schemes:
-        m = _scheme_metric(s)
+        m = metric_name(s)
         for prefix, target in (("test", row.acc), ("untrained", row.untrained)):
             if f"{prefix}/acc/{m}" in metrics:
                 target[s] = (metrics[f"{prefix}/acc/{m}"], metrics.get(f"{prefix}/lo/{m}", math.nan), metrics.get(f"{prefix}/hi/{m}", math.nan))

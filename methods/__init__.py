@@ -11,12 +11,17 @@ from typing import Any
 
 from harness.errors import UserError, check_options
 from harness.registry import lookup
-from methods import dss, finetune
+from methods import dss, finetune, mi, mix, nt, single_task, ul
 from methods.base import MethodDef
 
 METHODS: dict[str, MethodDef] = {
     "finetune": finetune.METHOD,
     "dss": dss.METHOD,
+    "single_task": single_task.METHOD,
+    "mi": mi.METHOD,
+    "mix": mix.METHOD,
+    "ul": ul.METHOD,
+    "nt": nt.METHOD,
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from harness.student import Student
+from harness.student import Scored, Student
 from harness.training import Item, TrainContext, TrainResult
 from harness.types import Example
 from methods.base import MethodDef
@@ -46,13 +46,19 @@ def dss_loss(pred_loss: torch.Tensor, expl_loss: torch.Tensor, alpha: float) -> 
     return alpha * pred_loss + (1 - alpha) * expl_loss
 
 
+def score_tasks(student: Student, batch: Sequence[Item], cfg: DSSConfig) -> tuple[Scored, Scored]:
+    """(predict pass, explain pass) of a batch; shared with methods/mi.py."""
+    inputs = [b["input"] for b in batch]
+    # two passes, not one concatenated batch: labels are a few tokens and rationales tens,
+    # so sharing one padded width would waste most of the label pass
+    p = student.score([cfg.predict_prefix + x for x in inputs], [b["label"] for b in batch])
+    e = student.score([cfg.explain_prefix + x for x in inputs], [b["rationale"] for b in batch])
+    return p, e
+
+
 def loss_fn(cfg: DSSConfig):
     def loss(student: Student, batch: Sequence[Item]) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs = [b["input"] for b in batch]
-        # two passes, not one concatenated batch: labels are a few tokens and rationales tens,
-        # so sharing one padded width would waste most of the label pass
-        p = student.score([cfg.predict_prefix + x for x in inputs], [b["label"] for b in batch])
-        e = student.score([cfg.explain_prefix + x for x in inputs], [b["rationale"] for b in batch])
+        p, e = score_tasks(student, batch, cfg)
         pred = nll_loss(p.token_nll(), p.mask)
         expl = nll_loss(e.token_nll(), e.mask)
         return dss_loss(pred, expl, cfg.alpha), {"pred_loss": pred.item(), "expl_loss": expl.item()}
@@ -64,14 +70,19 @@ def test_input(task: Any, example: Example, cfg: DSSConfig) -> str:
     return cfg.predict_prefix + task.student_input(example)
 
 
-def train(ctx: TrainContext, cfg: DSSConfig) -> TrainResult:
-    items = []
+def items(ctx: TrainContext) -> list[Item]:
+    """One item per train example with a teacher positive (its first); shared with methods/mi.py."""
+    out = []
     for ex in ctx.train:
         pos = ctx.positives.get(ex.id)
         if pos:
-            items.append({"input": ctx.task.student_input(ex), "label": ex.answer, "rationale": pos[0].text})
-    ctx.log({"data/examples": len(items), "data/no_positive": len(ctx.train) - len(items)}, 0)
-    return ctx.fit(items, loss_fn(cfg))
+            out.append({"input": ctx.task.student_input(ex), "label": ex.answer, "rationale": pos[0].text})
+    ctx.log({"data/examples": len(out), "data/no_positive": len(ctx.train) - len(out)}, 0)
+    return out
+
+
+def train(ctx: TrainContext, cfg: DSSConfig) -> TrainResult:
+    return ctx.fit(items(ctx), loss_fn(cfg))
 
 
 METHOD = MethodDef("dss", DSSConfig, train, test_input, CITATION, "gold labels + teacher positives (rationales)")

@@ -8,11 +8,11 @@ from typing import Any
 
 from harness.errors import UserError, check_options
 from harness.registry import lookup
-from tasks.arith import ArithTask
-from tasks.base import Task
 from tasks.addsub import AddSubTask
 from tasks.anli import ANLITask
+from tasks.arith import ArithTask
 from tasks.asdiv import ASDivATask, ASDivTask
+from tasks.base import Task
 from tasks.csqa import CSQATask
 from tasks.esnli import ESNLITask
 from tasks.gsm8k import GSM8KTask

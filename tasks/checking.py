@@ -857,7 +857,7 @@ def _worker_main(fd: int, parent: int) -> None:
             return
         try:
             reply: tuple[str, Any] = ("ok", _sympy_equal(*request))
-        except BaseException as e:  # noqa: BLE001 - parse errors, RecursionError, MemoryError
+        except BaseException as e:
             reply = ("error", f"{type(e).__name__}: {str(e)[:200]}")
         conn.send(reply)
 

@@ -49,7 +49,7 @@ def load_rows(dataset: str, split: str, *, task: str, config: str | None = None)
             ds = datasets.load_dataset(dataset, name=config, split=split, cache_dir=tmp)
         except KeyboardInterrupt:
             raise
-        except Exception as e:  # noqa: BLE001 - datasets raises many types; all mean "cannot load"
+        except Exception as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             hint = ""
             offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")

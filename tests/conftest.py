@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _HF_CACHE = tempfile.TemporaryDirectory(prefix="distillbench-hf-datasets-")
 os.environ["HF_DATASETS_CACHE"] = _HF_CACHE.name
 
-import pytest  # noqa: E402
+import pytest
 
 SMALL_ARITH = dict(n_train=200, n_valid=40, n_test=40, seed=0)
 

@@ -45,10 +45,14 @@ def test_short_demo_grid_logs_everything_and_resumes(tmp_path, monkeypatch):
         assert len(client.get_metric_history(c.run_id, "valid")) == 2
         # the predictions artifact holds every chain: 1 greedy + 8 sampled per test example
         local = client.download_artifacts(c.run_id, "predictions", str(tmp_path / "dl" / c.run_id))
-        files = os.listdir(local)
-        assert len(files) == 1
-        lines = Path(local, files[0]).read_text().splitlines()
+        assert sorted(os.listdir(local)) == ["chains.jsonl", "examples.jsonl", "task.json"]
+        lines = Path(local, "chains.jsonl").read_text().splitlines()
         assert len(lines) == 24 * 9
+        assert len(Path(local, "examples.jsonl").read_text().splitlines()) == 24
+        # maj@k and pass@k curves for k = 1..8, as metric histories over k
+        curve = client.get_metric_history(c.run_id, "test/curve/majority")
+        assert sorted(m.step for m in curve) == list(range(1, 9))
+        assert len(client.get_metric_history(c.run_id, "test/curve/pass")) == 8
         assert run.info.artifact_uri.startswith((store.root / "mlartifacts").as_uri())
     assert best_cell(cells) is not None
 
@@ -79,8 +83,8 @@ def test_cached_checkpoint_is_reused_with_its_curves(tmp_path):
 def test_killed_cell_is_marked_and_rerun(tmp_path):
     """A crash mid-cell leaves a FAILED run (or a RUNNING one when the process is killed); the
     next grid run closes it and runs the cell again."""
-    from harness.tracking import Tracker
     from harness.run import cell_hash
+    from harness.tracking import Tracker
 
     store = Store(tmp_path / "store")
     grid = load_grid(ROOT / "runs" / "demo.yaml", SHORT + ["grid.method.name=[finetune]", "grid.student.family=[llama]"])

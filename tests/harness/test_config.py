@@ -1,6 +1,16 @@
 import pytest
 
-from harness.config import GridSpec, RunSpec, axis_label, flatten, load_grid, load_run, parse_override, set_dotted, validate
+from harness.config import (
+    GridSpec,
+    RunSpec,
+    axis_label,
+    flatten,
+    load_grid,
+    load_run,
+    parse_override,
+    set_dotted,
+    validate,
+)
 from harness.errors import UserError
 
 BASE = {"task": {"name": "arith", "n_train": 10}, "method": {"name": "finetune"}}

@@ -78,7 +78,7 @@ def test_bootstrap_narrows_with_n(pattern: int) -> None:
 def test_most_frequent_baseline_example() -> None:
     train = ["0.5", "3", "1/2", "3", "7"]
     test = ["2/4", "3", "1/2", "9"]
-    key = lambda a: str(Fraction(a))  # noqa: E731
+    key = lambda a: str(Fraction(a))
     # "0.5" and "1/2" are one canonical answer (2 votes), tied with "3"; 1/2 appears first.
     assert most_frequent_baseline(train, test, key) == ("1/2", 0.5)
     # Without the key "3" is the unique most frequent string.

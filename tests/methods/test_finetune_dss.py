@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
+from harness.errors import UserError
 from methods import METHODS, get_method, make_config
 from methods.dss import DSSConfig, dss_loss, loss_fn
 from methods.finetune import nll_loss
-from harness.errors import UserError
 
 
 def test_nll_loss_hand_computed():

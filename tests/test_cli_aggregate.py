@@ -1,0 +1,90 @@
+"""`distillbench aggregate` and `distillbench compare` on saved predictions, through the console script."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from harness.evaluate import write_predictions
+from harness.types import Chain, Example
+from tests.test_cli import cli
+
+SUBJECTS = ["Algebra", "Geometry"]
+
+
+def predictions(folder: Path, skill: float, seed: int = 0, k: int = 6) -> Path:
+    """A math500 predictions folder: 1 greedy + k sampled chains for 20 examples."""
+    rnd = random.Random(seed)
+    examples = [Example(f"math-{i}", "", str(i), meta={"subject": SUBJECTS[i % 2], "level": 1 + i % 3}) for i in range(20)]
+    chains = []
+    for ex in examples:
+        for j in range(k + 1):
+            right = rnd.random() < skill
+            # right answers in several spellings: \frac{2i}{2}, i.0, i
+            answer = rnd.choice([ex.answer, f"\\frac{{{2 * int(ex.answer)}}}{{2}}", f"{ex.answer}.0"]) if right else str(rnd.randint(100, 103))
+            temp = 0.0 if j == 0 else 0.7
+            chains.append(Chain(ex.id, "student:x", f"The answer is {answer}", answer, logprob=-rnd.uniform(1, 9), n_tokens=5, meta={"temperature": temp, "sample": j - 1 if j else 0}))
+    task = {"name": "math500", "options": {}, "version": "x", "prompt_version": "x"}
+    write_predictions(folder, task, examples, chains)
+    return folder
+
+
+def test_aggregate_a_predictions_folder(tmp_path: Path) -> None:
+    folder = predictions(tmp_path / "p", skill=0.6)
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("".join(json.dumps({"example_id": f"math-{i}", "sample": s, "score": 0.5}) + "\n" for i in range(20) for s in range(6)))
+    r = cli("aggregate", str(folder), "--schemes", "greedy,majority@4,weighted,asc:1,esc:2", "--scores", str(scores), "--subsamples", "20", "--store", str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    for what in ("majority@4", "weighted", "asc:1", "esc:2", "pass@k", "majority@k", "esc:2 chains used", "by subject", "Geometry", "by level"):
+        assert what in r.stdout, what
+    assert "logged" not in r.stderr  # a folder alone names no run
+
+
+def test_aggregate_bad_input_is_one_line(tmp_path: Path) -> None:
+    folder = predictions(tmp_path / "p", skill=0.6)
+    for args, message in (
+        (["aggregate", str(tmp_path), "--store", str(tmp_path / "s")], "is not a predictions folder: missing chains.jsonl"),
+        (["aggregate", "no-such-run", "--store", str(tmp_path / "s")], "is neither a predictions folder nor an MLflow run id"),
+        (["aggregate", str(folder), "--schemes", "asc", "--store", str(tmp_path / "s")], "ranker score"),
+        (["aggregate", str(folder), "--schemes", "majority@9", "--store", str(tmp_path / "s")], "needs 9 chains"),
+    ):
+        r = cli(*args)
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_aggregate_a_run_logs_to_it(tmp_path: Path) -> None:
+    from harness.store import Store
+    from harness.tracking import Tracker
+
+    store = Store(tmp_path / "s")
+    tracker = Tracker(store, "exp")
+    with tracker.run("cell", {}, {}) as log:
+        log.artifact(predictions(tmp_path / "p", skill=0.7), "predictions")
+        run_id = log.run_id
+    r = cli("aggregate", run_id, "--schemes", "majority,esc:3", "--subsamples", "10", "--store", str(store.root))
+    assert r.returncode == 0, r.stderr
+    assert f"logged to MLflow run {run_id}" in r.stderr
+    run = tracker.client.get_run(run_id)
+    assert 0 <= run.data.metrics["test/acc/majority"] <= 1 and "test/used/esc_3" in run.data.metrics
+    assert "test/by_subject/Algebra/majority" in run.data.metrics
+    assert [m.step for m in tracker.client.get_metric_history(run_id, "test/curve/esc_3")] == list(range(1, 7))
+
+
+def test_compare_two_runs(tmp_path: Path) -> None:
+    weak = predictions(tmp_path / "a", skill=0.2, seed=1)
+    strong = predictions(tmp_path / "b", skill=0.95, seed=2)
+    r = cli("compare", str(weak), str(strong), "--scheme", "majority", "--resamples", "500", "--store", str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    assert "McNemar" in r.stdout and "paired bootstrap" in r.stdout and "+" in r.stdout
+    r = cli("compare", str(weak), str(weak), "--scheme", "greedy", "--resamples", "500", "--store", str(tmp_path / "s"))
+    assert r.returncode == 0 and "+0.00 [+0.00, +0.00]" in r.stdout, r.stdout
+
+
+def test_decode_flags_are_spec_overrides() -> None:
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "--k", "3")
+    assert r.returncode == 2 and "needs 8 sampled chains per example but decode.k is 3" in r.stderr, r.stderr
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "--k", "16", "--temperature", "0.5", "--top-p", "0.9", "--decode-seed", "4")
+    assert r.returncode == 0, r.stderr
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "eval.schemes=[greedy, weighted]")
+    assert r.returncode == 2 and "say how many, with decode.k (--k) or weighted@K" in r.stderr, r.stderr
