@@ -164,6 +164,9 @@ class VLLMDecoder:
 
     def _start(self, config: VLLMConfig) -> None:
         on_cpu = _on_cpu()
+        # vLLM's INFO and WARNING lines (engine start-up, CPU thread binding, once per call) drown
+        # the run's own output; VLLM_LOGGING_LEVEL=INFO shows them again
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         if on_cpu:
             # vLLM sizes the CPU KV cache from one NUMA node's memory and otherwise may refuse to start
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
