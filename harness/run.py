@@ -83,6 +83,12 @@ def prepare(spec: RunSpec) -> Prepared:
             raise UserError(f"scheme {s.spec!r} votes over sampled chains: say how many, with decode.k (--k) or {s.name}@K")
         if s.k is not None and s.k > p.sample_k:
             raise UserError(f"scheme {s.spec!r} needs {s.k} sampled chains per example but decode.k is {p.sample_k}")
+        if s.name == "asc" and s.arg != 0 and not getattr(method, "scores_chains", False):
+            # fail before training, not after: the scores would be missing at scoring time
+            raise UserError(
+                f"scheme {s.spec!r} weights votes by ranker scores, which method {method.name!r} does not write; "
+                f"score a run's saved chains with: distillbench aggregate RUN_ID --schemes {s.spec} --scores FILE"
+            )
     return p
 
 

@@ -86,5 +86,7 @@ def test_decode_flags_are_spec_overrides() -> None:
     assert r.returncode == 2 and "needs 8 sampled chains per example but decode.k is 3" in r.stderr, r.stderr
     r = cli("grid", "runs/demo.yaml", "--dry-run", "--k", "16", "--temperature", "0.5", "--top-p", "0.9", "--decode-seed", "4")
     assert r.returncode == 0, r.stderr
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "eval.schemes=[majority@8, asc:1@8]")
+    assert r.returncode == 2 and "weights votes by ranker scores, which method" in r.stderr, r.stderr
     r = cli("grid", "runs/demo.yaml", "--dry-run", "eval.schemes=[greedy, weighted]")
     assert r.returncode == 2 and "say how many, with decode.k (--k) or weighted@K" in r.stderr, r.stderr
