@@ -118,15 +118,19 @@ def grid(
 
 
 SchemesOpt = Annotated[
-    str,
-    typer.Option("--schemes", help="Comma-separated schemes: greedy, majority, weighted, asc[:flag], esc[:window], each with an optional @k."),
+    Optional[str],
+    typer.Option(
+        "--schemes",
+        help="Comma-separated schemes: greedy, majority, weighted, asc[:flag], esc[:window], each with an optional @k "
+        "(default: greedy if there are greedy chains, and majority, weighted, esc if there are sampled ones).",
+    ),
 ]
 
 
 @app.command()
 def aggregate(
     predictions: Annotated[str, typer.Argument(help="A predictions folder (a run's 'predictions' artifact) or an MLflow run id.")],
-    schemes: SchemesOpt = "greedy,majority,weighted,esc",
+    schemes: SchemesOpt = None,
     scores: Annotated[Optional[Path], typer.Option("--scores", help="JSONL of ranker scores {example_id, sample, score} for asc.")] = None,
     curves: Annotated[bool, typer.Option("--curves/--no-curves", help="pass@k and scheme@k for k = 1..K.")] = True,
     subsamples: Annotated[int, typer.Option("--subsamples", min=1, help="Random orders per example for the curves.")] = 200,
@@ -140,10 +144,10 @@ def aggregate(
     import tempfile
 
     from harness.aggregate import parse_scheme
-    from harness.evaluate import attach_scores, evaluate, locate_predictions, log_evaluation, read_predictions
+    from harness.evaluate import attach_scores, evaluate, locate_predictions, log_evaluation, read_predictions, split_chains
 
-    parsed = [parse_scheme(s) for s in schemes.split(",") if s.strip()]
-    if not parsed:
+    parsed = [parse_scheme(s) for s in schemes.split(",") if s.strip()] if schemes is not None else None
+    if parsed == []:
         raise UserError("--schemes names no scheme")
     st = _store(store)
     uri = tracking_uri or st.tracking_uri
@@ -151,6 +155,9 @@ def aggregate(
         folder, run_id = locate_predictions(predictions, uri, Path(scratch))
         preds = read_predictions(folder)
         chains = attach_scores(preds.chains, scores) if scores is not None else preds.chains
+        if parsed is None:
+            greedy, sampled = split_chains(chains)
+            parsed = [parse_scheme(s) for s in (["greedy"] if greedy else []) + (["majority", "weighted", "esc"] if sampled else [])]
         task = preds.task()
         ev = evaluate(task, preds.examples, chains, parsed, bootstrap, seed, curves=curves, subsamples=subsamples)
         _print_evaluation(ev, task.name, len(preds.examples))

@@ -39,6 +39,9 @@ def test_aggregate_a_predictions_folder(tmp_path: Path) -> None:
     for what in ("majority@4", "weighted", "asc:1", "esc:2", "pass@k", "majority@k", "esc:2 chains used", "by subject", "Geometry", "by level"):
         assert what in r.stdout, what
     assert "logged" not in r.stderr  # a folder alone names no run
+    r = cli("aggregate", str(folder), "--subsamples", "5", "--no-curves", "--store", str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    assert all(s in r.stdout for s in ("greedy", "majority", "weighted", "esc")) and "pass@k" not in r.stdout
 
 
 def test_aggregate_bad_input_is_one_line(tmp_path: Path) -> None:
