@@ -168,8 +168,14 @@ def aggregate(
             _quiet_mlflow()
             from mlflow.tracking import MlflowClient
 
-            log = RunLog(MlflowClient(tracking_uri=uri), target)
+            from leaderboard.data import AGGREGATED_TAG
+
+            client = MlflowClient(tracking_uri=uri)
+            log = RunLog(client, target)
             log_evaluation(log, "test", ev, Path(scratch) / "evaluation")
+            before = client.get_run(target).data.tags.get(AGGREGATED_TAG, "")
+            known = [s for s in before.split(",") if s]
+            log.tags({AGGREGATED_TAG: ",".join(known + [s.spec for s in parsed if s.spec not in known])})
             log.flush()
             err.print(f"logged to MLflow run {target}")
 

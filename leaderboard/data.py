@@ -9,6 +9,8 @@ from typing import Any
 
 from harness.aggregate import metric_name
 
+AGGREGATED_TAG = "aggregated_schemes"  # comma-separated schemes `distillbench aggregate` logged to a run
+
 
 @dataclass
 class CellRow:
@@ -48,6 +50,8 @@ def load_cells(tracking_uri: str, experiment: str | None = None) -> list[CellRow
 
 def cell_row(experiment: str, run_id: str, tags: dict[str, str], params: dict[str, str], metrics: dict[str, float]) -> CellRow:
     schemes = _parse_list(params.get("eval.schemes", "[]"))
+    # schemes added later by `distillbench aggregate` (tag written there), after the spec's own
+    schemes += [s for s in tags.get(AGGREGATED_TAG, "").split(",") if s and s not in schemes]
     row = CellRow(
         run_id=run_id,
         experiment=experiment,

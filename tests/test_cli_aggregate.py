@@ -72,6 +72,12 @@ def test_aggregate_a_run_logs_to_it(tmp_path: Path) -> None:
     assert 0 <= run.data.metrics["test/acc/majority"] <= 1 and "test/used/esc_3" in run.data.metrics
     assert "test/by_subject/Algebra/majority" in run.data.metrics
     assert [m.step for m in tracker.client.get_metric_history(run_id, "test/curve/esc_3")] == list(range(1, 7))
+    # the results table shows schemes added this way next to the spec's own
+    from leaderboard.data import cell_row
+
+    run = tracker.client.get_run(run_id)
+    row = cell_row("exp", run_id, {**run.data.tags, "cell_hash": "x"}, run.data.params, run.data.metrics)
+    assert row.schemes == ["majority", "esc:3"] and set(row.acc) == {"majority", "esc:3"}
 
 
 def test_compare_two_runs(tmp_path: Path) -> None:
