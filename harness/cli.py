@@ -144,7 +144,14 @@ def aggregate(
     import tempfile
 
     from harness.aggregate import parse_scheme
-    from harness.evaluate import attach_scores, evaluate, locate_predictions, log_evaluation, read_predictions, split_chains
+    from harness.evaluate import (
+        attach_scores,
+        evaluate,
+        locate_predictions,
+        log_evaluation,
+        read_predictions,
+        split_chains,
+    )
 
     parsed = [parse_scheme(s) for s in schemes.split(",") if s.strip()] if schemes is not None else None
     if parsed == []:
