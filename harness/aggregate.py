@@ -117,16 +117,6 @@ def vote(ids: Sequence[int], weights: Sequence[float]) -> int:
     return max(total, key=total.__getitem__)  # max keeps the first of equal totals
 
 
-def weighted_vote(
-    answers: Sequence[str | None], weights: Sequence[float], key: Key | None = None, same: Same | None = None
-) -> str | None:
-    """The answer whose equivalence group has the largest total weight (see module doc)."""
-    if len(answers) != len(weights):
-        raise ValueError(f"{len(answers)} answers but {len(weights)} weights")
-    g = group(answers, key, same)
-    return g.answer(vote(g.ids, weights))
-
-
 # ----------------------------------------------------------------------- vote weights
 # A voting scheme is its weight per chain; `harness.curves` uses the same functions to compute
 # scheme@k curves without calling the aggregators once per subsample.

@@ -159,12 +159,19 @@ def log_evaluation(log: Any, prefix: str, ev: Evaluation, out_dir: Path) -> None
                     row[f"{prefix}/curve_used/{m}"] = c.used[k - 1]
             log.metrics(row, k)
     path = out_dir / f"{prefix}.json"
-    atomic_write_text(path, json.dumps(ev.to_dict(), indent=1, default=_nan_safe))
+    atomic_write_text(path, json.dumps(_json_safe(ev.to_dict()), indent=1, allow_nan=False))
     log.artifact(path, "evaluation")
 
 
-def _nan_safe(x: Any) -> Any:
-    return None if isinstance(x, float) and math.isnan(x) else str(x)
+def _json_safe(x: Any) -> Any:
+    """NaN (the accuracy of nothing) as null: strict JSON readers refuse NaN."""
+    if isinstance(x, float):
+        return None if math.isnan(x) else x
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
 
 
 # ----------------------------------------------------------------------- predictions folders

@@ -72,6 +72,14 @@ def test_aggregate_a_run_logs_to_it(tmp_path: Path) -> None:
     assert 0 <= run.data.metrics["test/acc/majority"] <= 1 and "test/used/esc_3" in run.data.metrics
     assert "test/by_subject/Algebra/majority" in run.data.metrics
     assert [m.step for m in tracker.client.get_metric_history(run_id, "test/curve/esc_3")] == list(range(1, 7))
+    # the whole evaluation is an artifact in strict JSON (no NaN)
+    local = tracker.client.download_artifacts(run_id, "evaluation/test.json", str(tmp_path / "dl"))
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"non-JSON constant {name} in the evaluation artifact")
+
+    ev = json.loads(Path(local).read_text(), parse_constant=no_constants)
+    assert set(ev["scores"]) == {"majority", "esc:3"} and len(ev["curves"]["pass_at"]) == 6
     # the results table shows schemes added this way next to the spec's own
     from leaderboard.data import cell_row
 

@@ -13,8 +13,9 @@ from harness.aggregate import (
     Scheme,
     aggregate,
     decide,
+    group,
     parse_scheme,
-    weighted_vote,
+    vote,
 )
 from harness.errors import UserError
 from harness.types import Chain
@@ -125,12 +126,17 @@ def test_tie_break_earliest_first_vote() -> None:
     assert majority(chains(None, "9", "8")) == "9"
 
 
+def weighted_vote(answers: list[str | None], weights: list[float], key=None) -> str | None:
+    g = group(answers, key)
+    return g.answer(vote(g.ids, weights))
+
+
 def test_weighted_vote() -> None:
     assert weighted_vote(["a", "b", "b"], [3.0, 1.0, 1.0]) == "a"
     assert weighted_vote(["a", "b", None], [1.0, 1.0, 5.0]) == "a"
     assert weighted_vote(["a", "A"], [1.0, 1.0], key=str.lower) == "a"
     with pytest.raises(ValueError):
-        weighted_vote(["a"], [1.0, 2.0])
+        vote([0], [1.0, 2.0])
 
 
 def test_registry_names() -> None:
