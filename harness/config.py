@@ -124,6 +124,9 @@ class DecodeSpec(Strict):
     seed: int = 0
     # sampled chains per test example (--k); 0: the largest k among the schemes (majority@8 -> 8)
     k: int = Field(0, ge=0)
+    # early-stopping self-consistency while decoding: sample in windows of the esc scheme's size
+    # and stop an example at its first unanimous window (every sampled scheme must be esc[:w])
+    early_stop: bool = False
 
 
 class EvalSpec(Strict):

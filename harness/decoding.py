@@ -7,6 +7,7 @@ with the same signature (harness.backends.vllm, harness.backends.openai).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -148,11 +149,15 @@ def to_chains(
     task: Any,
     source: str,
     params: SamplingParams,
+    first_sample: int = 0,
 ) -> list[Chain]:
-    """Wrap generations as Chains: extract each answer and check it against the gold answer."""
+    """Wrap generations as Chains: extract each answer and check it against the gold answer.
+
+    `first_sample` numbers the chains of a later window after those already drawn.
+    """
     chains = []
     for ex, gens in zip(examples, generations, strict=True):
-        for i, g in enumerate(gens):
+        for i, g in enumerate(gens, first_sample):
             answer = task.extract(g.text)
             chains.append(
                 Chain(
@@ -167,3 +172,43 @@ def to_chains(
                 )
             )
     return chains
+
+
+def sample_early_stopping(
+    decoder: Decoder,
+    examples: Sequence[Example],
+    inputs: Sequence[str],
+    task: Any,
+    source: str,
+    params: SamplingParams,
+    window: int,
+) -> list[Chain]:
+    """Early-stopping self-consistency at decoding time (Li et al. 2024): sample `window` chains
+    per example at a time, and stop sampling an example at its first window whose answers are all
+    parsed and equivalent; at most `params.n` chains each. Window i uses seed `params.seed + i`.
+
+    The `esc:<window>` scheme over the chains this returns decides exactly as ESC does, and they
+    are all the chains that were decoded: the saving is real, not simulated.
+    """
+    from harness.aggregate import group
+
+    if window < 1 or params.n < window:
+        raise ValueError(f"early stopping needs 1 <= window <= n, got window={window}, n={params.n}")
+    chains: list[Chain] = []
+    pending = list(range(len(examples)))
+    for i, start in enumerate(range(0, params.n, window)):
+        if not pending:
+            break
+        size = min(window, params.n - start)
+        p = dataclasses.replace(params, n=size, seed=params.seed + i)
+        gens = decoder.sample([inputs[j] for j in pending], p)
+        new = to_chains([examples[j] for j in pending], gens, task, source, p, first_sample=start)
+        chains += new
+        still = []
+        for j, ex_chains in zip(pending, (new[k * size : (k + 1) * size] for k in range(len(pending))), strict=True):
+            ids = group([c.answer for c in ex_chains], task.canonical, task.equivalent).ids
+            if not (size == window and ids[0] >= 0 and all(g == ids[0] for g in ids)):
+                still.append(j)
+        pending = still
+    order = {ex.id: n for n, ex in enumerate(examples)}
+    return sorted(chains, key=lambda c: (order[c.example_id], c.meta["sample"]))

@@ -93,7 +93,9 @@ def evaluate(
         ev.used[s.spec] = used / max(1, len(examples))
         ev.breakdowns[s.spec] = breakdown(examples, ok)
     curve_schemes = _curve_schemes(schemes)
-    if curves and curve_schemes and all(sampled.get(ex.id) for ex in examples):
+    # k-curves subsample K chains per example: not for early-stopped decoding, whose counts differ
+    counts = {len(sampled.get(ex.id, ())) for ex in examples}
+    if curves and curve_schemes and len(counts) == 1 and 0 not in counts:
         grouped = [
             prepare(sampled[ex.id], ex.answer, canonical, equivalent, groups.get((True, ex.id, len(sampled[ex.id]))))
             for ex in examples

@@ -105,5 +105,9 @@ def test_decode_flags_are_spec_overrides() -> None:
     assert r.returncode == 0, r.stderr
     r = cli("grid", "runs/demo.yaml", "--dry-run", "eval.schemes=[majority@8, asc:1@8]")
     assert r.returncode == 2 and "weights votes by ranker scores, which method" in r.stderr, r.stderr
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "decode.early_stop=true")
+    assert r.returncode == 2 and "every sampled scheme must be esc[:window] without @k; 'majority@8'" in r.stderr, r.stderr
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "decode.early_stop=true", "decode.k=8", "eval.schemes=[esc:2, esc:4]")
+    assert r.returncode == 2 and "same window" in r.stderr, r.stderr
     r = cli("grid", "runs/demo.yaml", "--dry-run", "eval.schemes=[greedy, weighted]")
     assert r.returncode == 2 and "say how many, with decode.k (--k) or weighted@K" in r.stderr, r.stderr

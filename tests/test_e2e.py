@@ -96,3 +96,28 @@ def test_killed_cell_is_marked_and_rerun(tmp_path):
     assert not res.skipped
     assert tracker.client.get_run(stale.info.run_id).info.status == "KILLED"
     assert [c.run_id for c in load_cells(store.tracking_uri, "k")] == [res.run_id]
+
+
+@pytest.mark.slow
+def test_early_stopping_decodes_only_the_windows_it_needs(tmp_path):
+    """decode.early_stop: a cell samples windows of esc's size and stops each example at its first
+    unanimous window; the predictions hold exactly what was decoded."""
+    import json
+
+    store = Store(tmp_path / "store")
+    over = ["grid.method.name=[finetune]", "grid.student.family=[llama]", "eval.untrained=false"]
+    over += ["decode.k=6", "decode.early_stop=true", "eval.schemes=[greedy, esc:2]", "decode.temperature=0.3"]
+    grid = load_grid(ROOT / "runs" / "demo.yaml", SHORT + over)
+    [res] = run_grid(grid, "esc", store, show_progress=False)
+    client = MlflowClient(store.tracking_uri)
+    local = client.download_artifacts(res.run_id, "predictions", str(tmp_path / "dl"))
+    rows = [json.loads(x) for x in Path(local, "chains.jsonl").read_text().splitlines()]
+    sampled: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["meta"]["temperature"] > 0:
+            sampled.setdefault(r["example_id"], []).append(r)
+    assert len(sampled) == 24
+    for chains in sampled.values():
+        assert len(chains) in (2, 4, 6) and [c["meta"]["sample"] for c in chains] == list(range(len(chains)))
+    used = client.get_run(res.run_id).data.metrics["test/used/esc_2"]
+    assert used == sum(len(c) for c in sampled.values()) / 24  # what esc used is what was decoded
