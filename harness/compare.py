@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.errors import UserError
-
-_MAX_CELLS = 4_000_000
+from harness.scoring import bootstrap_means
 
 
 @dataclass(frozen=True)
@@ -48,16 +47,9 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_resamples: int = 10_000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
     """(lo, hi, p) of mean(b) - mean(a) over paired 0/1 outcomes."""
-    n = a.size
     d = b.astype(np.float64) - a.astype(np.float64)
-    observed = d.sum() / n
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(n_resamples)
-    rows = max(1, _MAX_CELLS // n)
-    for start in range(0, n_resamples, rows):
-        stop = min(start + rows, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        diffs[start:stop] = d[idx].sum(axis=1) / n
+    observed = d.sum() / d.size
+    diffs = bootstrap_means(d, n_resamples, seed)  # resampling the paired differences
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     # |d* - d| >= |d| with a little slack so that equal floats computed two ways count as equal
     p = float(np.mean(np.abs(diffs - observed) >= abs(observed) - 1e-12)) if observed != 0 else 1.0

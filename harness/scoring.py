@@ -26,6 +26,21 @@ def accuracy(correct: Sequence[bool]) -> float:
     return float(x.sum() / x.size) if x.size else math.nan
 
 
+def bootstrap_means(x: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """[n_resamples] means of x resampled with replacement (x non-empty); deterministic per seed."""
+    n = x.size
+    rng = np.random.default_rng(seed)
+    rows = max(1, _MAX_CELLS // n)
+    means = np.empty(n_resamples, dtype=np.float64)
+    for start in range(0, n_resamples, rows):
+        stop = min(start + rows, n_resamples)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        # sum / n (not .mean) matches accuracy() bit for bit, so a constant input gives
+        # lo == hi == accuracy exactly.
+        means[start:stop] = x[idx].sum(axis=1) / n
+    return means
+
+
 def bootstrap_ci(
     correct: Sequence[bool], n_resamples: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float]:
@@ -41,15 +56,7 @@ def bootstrap_ci(
     n = x.size
     if n == 0:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    rows = max(1, _MAX_CELLS // n)
-    means = np.empty(n_resamples, dtype=np.float64)
-    for start in range(0, n_resamples, rows):
-        stop = min(start + rows, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        # sum / n (not .mean) matches accuracy() bit for bit, so a constant input gives
-        # lo == hi == accuracy exactly.
-        means[start:stop] = x[idx].sum(axis=1) / n
+    means = bootstrap_means(x, n_resamples, seed)
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 

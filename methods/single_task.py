@@ -23,15 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from harness.student import Student
 from harness.training import Item, TrainContext, TrainResult
-from harness.types import Example
 from methods.base import MethodDef
 from methods.finetune import loss as nll_item_loss
+from methods.finetune import test_input  # the task's own input, as finetune
 
 CITATION = (
     "Hsieh et al. 2023, arXiv 2305.02301 (single-task CoT baseline); "
@@ -81,10 +80,6 @@ def score_flagged(student: Student, batch: Sequence[Item]) -> tuple[torch.Tensor
     s = student.score([b["input"] for b in batch], [b["target"] for b in batch])
     negative = torch.tensor([bool(b["negative"]) for b in batch], device=s.mask.device)
     return s.token_nll(), s.mask, negative
-
-
-def test_input(task: Any, example: Example, cfg: Any) -> str:
-    return task.student_input(example)
 
 
 def train(ctx: TrainContext, cfg: SingleTaskConfig) -> TrainResult:
