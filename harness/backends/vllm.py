@@ -25,7 +25,6 @@ import gc
 import hashlib
 import math
 import os
-import random
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -124,21 +123,17 @@ def preserved_process_state() -> Iterator[None]:
     """Restore what an in-process vLLM engine changes: the python/numpy/torch random states
     (it reseeds them), torch's thread count and set_num_threads (the CPU worker replaces it), and
     the process environment outside VLLM_* (e.g. LD_PRELOAD, which child processes inherit)."""
-    import numpy as np
     import torch
 
-    py, npy, tc = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    from harness.training import rng_state, set_rng_state
+
+    rng = rng_state()
     threads, set_threads = torch.get_num_threads(), torch.set_num_threads
     env = dict(os.environ)
     try:
         yield
     finally:
-        random.setstate(py)
-        np.random.set_state(npy)
-        torch.set_rng_state(tc)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
+        set_rng_state(rng)
         torch.set_num_threads = set_threads
         if torch.get_num_threads() != threads:
             set_threads(threads)
