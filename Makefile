@@ -49,6 +49,7 @@ demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/distillbench grid runs/demo.yaml
 
 test: install install-vllm
+	$(VENV)/bin/ruff check .
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 	HF_HUB_OFFLINE=1 $(VLLM_ENV) $(VLLM_PY) -m pytest -q tests/harness/test_vllm_backend.py
 

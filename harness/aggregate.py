@@ -1,13 +1,15 @@
 """Answer aggregation over the chains of one example: the schemes and their registry.
 
 A scheme spec is ``name``, ``name:arg`` or either followed by ``@k`` (use only the first k chains
-of each example). The schemes (``AGGREGATORS``):
+of each example). The schemes, each one `SchemeDef` in the registry ``AGGREGATORS``:
 
 * ``greedy``      the answer of the single greedy (T=0) chain.
 * ``majority``    self-consistency (Wang et al. 2022, arXiv 2203.11171): one vote per chain.
 * ``weighted``    each chain votes with ``exp(logprob / n_tokens)``: its length-normalised
                   probability under the student at T=1 (the geometric mean of its token
-                  probabilities; Wang et al. 2022, Table 1 "weighted avg (normalized)").
+                  probabilities), and an answer's score is the SUM of its chains' weights:
+                  Wang et al. 2022's "weighted sum (normalized)" (Table 1; their "weighted
+                  avg" divides that sum by the answer's vote count, and is not offered).
 * ``asc[:flag]``  ranker-weighted vote (Li et al. 2024, "Turning Dust into Gold", ASC): each chain
                   carries a ranker score ``s`` in [0, 1] (``chain.meta["ranker_score"]``, written by
                   the ASC method); vote weight by flag 0: ``1`` (= majority), 1: ``1 + 2s``,
@@ -169,13 +171,6 @@ def asc_weights(chains: Sequence[Chain], arg: int | None = None) -> list[float]:
     return [f(ranker_score(c)) for c in chains]
 
 
-VOTE_WEIGHTS: dict[str, WeightFn] = {
-    "majority": majority_weights,
-    "weighted": logprob_weights,
-    "asc": asc_weights,
-}
-
-
 # ----------------------------------------------------------------------- aggregators
 
 
@@ -196,7 +191,8 @@ def majority(chains: Sequence[Chain], groups: Groups, arg: int | None = None) ->
 
 
 def weighted(chains: Sequence[Chain], groups: Groups, arg: int | None = None) -> Decision:
-    """Vote weighted by each chain's length-normalised probability exp(logprob / n_tokens)."""
+    """Each answer scores the sum of its chains' exp(logprob / n_tokens) (Wang et al.'s "weighted
+    sum (normalized)")."""
     return Decision(groups.answer(vote(groups.ids, logprob_weights(chains))), len(chains))
 
 
@@ -226,13 +222,80 @@ def esc(chains: Sequence[Chain], groups: Groups, arg: int | None = None) -> Deci
     return majority(chains, groups)
 
 
-AGGREGATORS: dict[str, Aggregator] = {
-    "greedy": greedy,
-    "majority": majority,
-    "weighted": weighted,
-    "asc": asc,
-    "esc": esc,
+# ----------------------------------------------------------------------- the registry
+
+ArgParser = Callable[[str, str], int]  # (argument text, whole spec) -> argument; UserError when bad
+
+
+@dataclass(frozen=True)
+class SchemeDef:
+    """One aggregation scheme: all the harness needs to parse, decide, curve and check it.
+
+    Adding a scheme is one SchemeDef in `AGGREGATORS` (and its test): parsing, scoring, the
+    k-curves (harness.curves: vectorised through `weights` when given, else the scheme's own
+    `decide` on every subsample, slower but exact), MLflow metrics and the CLI all read it here.
+    """
+
+    name: str
+    decide: Aggregator
+    doc: str
+    sampled: bool = True  # votes over sampled chains; False: the one greedy (T=0) chain
+    parse_arg: ArgParser | None = None  # None: takes no ':' argument
+    arg_help: str = ""  # what the argument is, for messages ("flag", "window")
+    weights: WeightFn | None = None  # per-chain vote weights; the winner is the largest total
+    unit_weights: Callable[[int | None], bool] = lambda arg: False  # weights are all 1 (= majority)
+    reports_used: bool = False  # may decide before using every chain (chains used is its saving)
+    reads_scores: Callable[[int | None], bool] = lambda arg: False  # needs chain.meta ranker scores
+
+    def __call__(self, chains: Sequence[Chain], groups: Groups, arg: int | None = None) -> Decision:
+        return self.decide(chains, groups, arg)
+
+
+def _int_arg(text: str, spec: str, what: str, least: int = 1) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < least:
+        raise UserError(f"bad aggregation scheme {spec!r}: {what} must be an integer >= {least}")
+    return int(text)
+
+
+def _asc_flag(text: str, spec: str) -> int:
+    flag = _int_arg(text, spec, "flag", least=0)
+    if flag not in ASC_FLAGS:
+        raise UserError(f"bad aggregation scheme {spec!r}: asc flags are 0 (1), 1 (1+2s), 2 (1+s), 3 (s)")
+    return flag
+
+
+AGGREGATORS: dict[str, SchemeDef] = {
+    "greedy": SchemeDef("greedy", greedy, "the answer of the one greedy (T=0) chain", sampled=False),
+    "majority": SchemeDef(
+        "majority", majority, "self-consistency: one vote per chain", weights=majority_weights, unit_weights=lambda arg: True
+    ),
+    "weighted": SchemeDef(
+        "weighted", weighted, "votes of exp(logprob / n_tokens), summed per answer", weights=logprob_weights
+    ),
+    "asc": SchemeDef(
+        "asc",
+        asc,
+        "ranker-weighted vote; flag 0: 1, 1: 1+2s, 2: 1+s, 3: s (default)",
+        parse_arg=_asc_flag,
+        arg_help="flag",
+        weights=asc_weights,
+        unit_weights=lambda arg: arg == 0,
+        reads_scores=lambda arg: arg != 0,
+    ),
+    "esc": SchemeDef(
+        "esc",
+        esc,
+        f"early-stopping self-consistency in windows of w chains (default {ESC_DEFAULT_WINDOW})",
+        parse_arg=lambda text, spec: _int_arg(text, spec, "window"),
+        arg_help="window",
+        reports_used=True,
+    ),
 }
+
+
+def scheme_def(name: str) -> SchemeDef:
+    """The registered scheme `name`; UserError with "did you mean" otherwise."""
+    return lookup(AGGREGATORS, name, "aggregation scheme")
 
 
 # ----------------------------------------------------------------------- scheme specs
@@ -248,8 +311,12 @@ class Scheme:
     k: int | None = None
 
     @property
+    def definition(self) -> SchemeDef:
+        return AGGREGATORS[self.name]
+
+    @property
     def sampled(self) -> bool:
-        return self.name != "greedy"
+        return self.definition.sampled
 
     @property
     def metric(self) -> str:
@@ -261,31 +328,23 @@ def metric_name(spec: str) -> str:
     return spec.strip().replace(":", "_").replace("@", "_k")
 
 
-def _int_arg(text: str, spec: str, what: str, least: int = 1) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < least:
-        raise UserError(f"bad aggregation scheme {spec!r}: {what} must be an integer >= {least}")
-    return int(text)
-
-
 def parse_scheme(spec: str) -> Scheme:
     """Parse "name[:arg][@k]"; UserError on an unknown name or a bad argument."""
     text = spec.strip()
     head, at, k_text = text.partition("@")
     name, colon, arg_text = head.partition(":")
-    lookup(AGGREGATORS, name, "aggregation scheme")
+    d = scheme_def(name)
     arg = None
     if colon:
-        if name == "asc":
-            arg = _int_arg(arg_text, spec, "flag", least=0)
-            if arg not in ASC_FLAGS:
-                raise UserError(f"bad aggregation scheme {spec!r}: asc flags are 0 (1), 1 (1+2s), 2 (1+s), 3 (s)")
-        elif name == "esc":
-            arg = _int_arg(arg_text, spec, "window")
-        else:
-            raise UserError(f"bad aggregation scheme {spec!r}: {name!r} takes no ':' argument (only asc:FLAG and esc:WINDOW do)")
+        if d.parse_arg is None:
+            takes = ", ".join(f"{n}:{x.arg_help.upper()}" for n, x in AGGREGATORS.items() if x.parse_arg is not None)
+            raise UserError(f"bad aggregation scheme {spec!r}: {name!r} takes no ':' argument (only {takes} do)")
+        arg = d.parse_arg(arg_text, spec)
     k = _int_arg(k_text, spec, "k after '@'") if at else None
-    if name == "greedy" and k not in (None, 1):
-        raise UserError(f"scheme {spec!r}: greedy decoding gives one chain per example; write 'greedy'")
+    if not d.sampled:
+        if k not in (None, 1):
+            raise UserError(f"scheme {spec!r}: {name} decoding gives one chain per example; write {name!r}")
+        k = None  # greedy@1 is greedy: one chain, whatever decode.k says
     return Scheme(text, name, arg, k)
 
 
@@ -301,11 +360,13 @@ def first_k(scheme: Scheme, chains: Sequence[Chain], example_id: str) -> Sequenc
     return chains[: scheme.k]
 
 
-def decide(scheme: Scheme, chains: Sequence[Chain], key: Key | None = None, same: Same | None = None) -> Decision:
-    """One example's decision under `scheme`."""
-    chains = first_k(scheme, chains, chains[0].example_id if chains else "?")
+def decide(
+    scheme: Scheme, chains: Sequence[Chain], key: Key | None = None, same: Same | None = None, example_id: str = "?"
+) -> Decision:
+    """One example's decision under `scheme`, over its first k chains."""
+    chains = first_k(scheme, chains, chains[0].example_id if chains else example_id)
     groups = group([c.answer for c in chains], key, same)
-    return AGGREGATORS[scheme.name](chains, groups, scheme.arg)
+    return scheme.definition.decide(chains, groups, scheme.arg)
 
 
 def aggregate(
@@ -316,4 +377,4 @@ def aggregate(
 ) -> dict[str, str | None]:
     """Each example's aggregated answer under `scheme` ("name[:arg][@k]")."""
     s = parse_scheme(scheme) if isinstance(scheme, str) else scheme
-    return {example_id: decide(s, first_k(s, chains, example_id), key, same).answer for example_id, chains in chains_by_example.items()}
+    return {example_id: decide(s, chains, key, same, example_id).answer for example_id, chains in chains_by_example.items()}

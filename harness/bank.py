@@ -15,6 +15,7 @@ uninterrupted build would have.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -190,7 +191,7 @@ def label_by_majority(task: Any) -> Callable[[Example, list[Chain]], list[Chain]
 
 
 def _with(c: Chain, correct: bool, **meta: Any) -> Chain:
-    return Chain(c.example_id, c.source, c.text, c.answer, correct, c.logprob, c.n_tokens, {**c.meta, **meta})
+    return dataclasses.replace(c, correct=correct, meta={**c.meta, **meta})
 
 
 # --------------------------------------------------------------------------- stats

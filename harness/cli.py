@@ -104,13 +104,13 @@ def grid(
 ) -> None:
     """Run every cell of a grid spec (YAML), skipping finished cells, and print the table."""
     from harness.config import load_grid, with_data
+    from harness.dryrun import dry_run
     from harness.grid import print_table, run_grid
-    from harness.run import data_skipped, prepare
 
     g = load_grid(spec, [*(overrides or []), *_decode_overrides(k, temperature, top_p, decode_seed)])
     cells = [(cell, with_data(s, _dir(data_dir), skip_bad)) for cell, s in g.cells()]
     if dry_run:
-        _dry_run(cells, prepare, data_skipped)
+        dry_run(cells, out)
         return
     st = _store(store)
     run_grid(cells, g.name, st, tracking_uri, err, show_progress=not quiet)
@@ -188,6 +188,8 @@ def aggregate(
 
 
 def _print_evaluation(ev, task_name: str, n: int) -> None:
+    from harness.aggregate import parse_scheme
+
     t = Table(f"{task_name}: {n} examples", "accuracy", "95% interval", "chains used")
     for spec, s in ev.scores.items():
         t.add_row(spec, f"{100 * s.acc:.1f}", f"[{100 * s.lo:.1f}, {100 * s.hi:.1f}]", f"{ev.used[spec]:.2f}")
@@ -199,7 +201,7 @@ def _print_evaluation(ev, task_name: str, n: int) -> None:
         t.add_row("pass@k", *[f"{100 * c.pass_at[k - 1]:.1f}" for k in ks])
         for spec, curve in c.schemes.items():
             t.add_row(f"{spec}@k", *[f"{100 * curve.acc[k - 1]:.1f}" for k in ks])
-            if spec.startswith("esc"):
+            if parse_scheme(spec).definition.reports_used:
                 t.add_row(f"{spec} chains used", *[f"{curve.used[k - 1]:.1f}" for k in ks])
         out.print(t)
     for spec, tables in ev.breakdowns.items():
@@ -246,61 +248,6 @@ def compare(
     out.print(t)
 
 
-def _dry_run(cells, prepare, data_skipped) -> None:
-    """List every cell with its data, student weights and estimated cost; download nothing."""
-    from harness.grid import ASSUMED_FLOPS, check_student, estimate_gpu_hours, fmt_params
-
-    missing = missing_weights = 0
-    total_hours, unknown_cost = 0.0, 0
-    checked: dict[str, object] = {}
-    for cell, s in cells:
-        p = prepare(s)
-        counts, errors = [], {}
-        for split in ("train", "valid", "test"):
-            try:  # loading is what fails first on a real task: a missing or malformed data file
-                counts.append(len(p.task.load(split)))
-            except UserError as e:
-                counts.append(None)
-                errors.setdefault(str(e), []).append(split)
-        if all(c is None for c in counts) and len(errors) == 1:
-            data = f"MISSING: {next(iter(errors))}"
-        else:
-            data = "/".join("-" if c is None else str(c) for c in counts) + " train/valid/test"
-            if n_bad := len(data_skipped(p.task)):
-                data += f", {n_bad} bad rows skipped"
-            data += "".join(f"; MISSING {'/'.join(splits)}: {msg}" for msg, splits in errors.items())
-        missing += bool(errors)
-        st = checked.setdefault(s.student.model if s.student.model != "tiny" else f"tiny/{s.student.family}/{s.student.tiny}", check_student(s))
-        missing_weights += st.missing
-        hours, steps = estimate_gpu_hours(s, st.params, counts[0])
-        if hours is None:
-            unknown_cost += 1
-            cost = "cost unknown"
-        else:
-            total_hours += hours
-            cost = f"~{hours:.2f} GPU-h est."
-        budget = f"steps={steps}" if s.train.steps is not None else f"epochs={s.train.epochs:g} ({steps or '?'} steps)"
-        lora = f" lora(r={s.student.lora.r})" if s.student.lora is not None else ""
-        out.print(
-            f"{cell}: task={s.task.name} ({data}) method={s.method.name} student={s.student.model}/{s.student.family}{lora} "
-            f"[weights {st.weights}; {fmt_params(st.params)} from {st.params_from}] {budget} batch={s.train.batch_size}x{s.train.grad_accum} "
-            f"{cost} schemes={','.join(s.eval.schemes)}",
-            markup=False,
-        )
-    notes = [f"{missing} with missing data"] if missing else []
-    if missing_weights:
-        notes.append(f"{missing_weights} with missing weights")
-    out.print(f"{len(cells)} cells" + (", " + ", ".join(notes) if notes else ""))
-    out.print(
-        f"estimated training cost: ~{total_hours:.1f} GPU-hours in all"
-        + (f" ({unknown_cost} cells unknown)" if unknown_cost else "")
-        + f" — an estimate: 6 x parameters x tokens, tokens = steps x batch x (max_input_len + max_target_len)"
-        f" x passes (2 for predict+explain methods), at {ASSUMED_FLOPS / 1e12:.0f} TFLOP/s (30% of an A100's bf16 peak);"
-        " evaluation and decoding not counted",
-        markup=False,
-    )
-
-
 @app.command()
 def results(experiment: Annotated[Optional[str], typer.Argument(help="Experiment (grid) name; all when omitted.")] = None, store: StoreOpt = None, tracking_uri: TrackingOpt = None) -> None:
     """Print the results table from MLflow."""
@@ -332,7 +279,6 @@ def tasks(data_dir: DataDirOpt = None, skip_bad: SkipBadOpt = False) -> None:
 
 def _counts(task) -> list[str]:
     """[train, valid, test, note] for one loaded task; a split that cannot load shows why."""
-    from harness.run import data_skipped
 
     cells, errors = [], {}
     for split in ("train", "valid", "test"):
@@ -342,7 +288,7 @@ def _counts(task) -> list[str]:
             cells.append("-")
             errors.setdefault(str(e), []).append(split)
     notes = [msg if len(splits) == 3 else f"{'/'.join(splits)}: {msg}" for msg, splits in errors.items()]
-    if "-" not in cells and (n_bad := len(data_skipped(task))):
+    if "-" not in cells and (n_bad := len(task.skipped())):
         notes.append(f"{n_bad} bad rows skipped")
     return cells + ["; ".join(notes) or "ok"]
 
@@ -432,8 +378,8 @@ def teacher_import(
 ) -> None:
     """Import a public teacher release into a bank (one chunk), labelled, with its agreement report."""
     from harness import bank as banks
-    from harness.run import task_key
     from tasks import get_task
+    from tasks.base import task_key
 
     root = _dir(data_dir)
     if root is None:

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import UserError, did_you_mean
+from harness.settings import TinyConfig, TrainConfig
 
 
 class Strict(BaseModel):
@@ -62,13 +63,8 @@ class TeacherSpec(Strict):
     openai: dict[str, Any] = Field(default_factory=dict)
 
 
-class TinySpec(Strict):
-    d_model: int = 128
-    n_heads: int = 4
-    n_layers: int = 2
-    d_ff: int = 256
-    vocab_size: int = 384
-    seed: int = 0
+# `student.tiny:` is the tiny model builder's own config (harness/settings.py)
+TinySpec = TinyConfig
 
 
 class LoraSpec(Strict):
@@ -90,29 +86,9 @@ class StudentSpec(Strict):
     lora: LoraSpec | None = None  # e.g. {r: 8, alpha: 16, dropout: 0.05, target_modules: [q_proj, v_proj]}
 
 
-class TrainSpec(Strict):
-    # the budget: exactly one of steps (optimizer steps) or epochs (passes over the training
-    # items); neither given means steps 1000. An override of one needs the other set to null.
-    steps: int | None = Field(None, ge=1)
-    epochs: float | None = Field(None, gt=0)
-    batch_size: int = Field(32, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = 0.0
-    warmup_steps: int = Field(0, ge=0)
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
-    max_grad_norm: float = 1.0
-    eval_every: int = Field(200, ge=1)
-    log_every: int = Field(10, ge=1)
-    bf16: bool | Literal["auto"] = "auto"  # bf16 autocast: auto = on a CUDA GPU that supports it; never on CPU
-
-    @model_validator(mode="after")
-    def _budget(self) -> TrainSpec:
-        if self.steps is not None and self.epochs is not None:
-            raise ValueError("give exactly one of train.steps and train.epochs (set the other to null)")
-        if self.steps is None and self.epochs is None:
-            object.__setattr__(self, "steps", 1000)
-        return self
+# The `train:` section is the training loop's own config (one definition of every setting and
+# default); `train.seed: null` means the run's seed.
+TrainSpec = TrainConfig
 
 
 class DecodeSpec(Strict):

@@ -10,10 +10,13 @@ weights (numpy), so answer checking happens once per example, not once per subsa
 
 * the chains of an example are grouped once, over all K chains (`aggregate.group`), and each group
   is checked against the gold answer once;
-* a voting scheme is its per-chain weight (`aggregate.VOTE_WEIGHTS`); the winner of a prefix is the
+* a voting scheme is its per-chain weight (`SchemeDef.weights`); the winner of a prefix is the
   group with the largest total weight, ties going to the group whose first vote comes earliest in
   that order, unparsable chains never voting: exactly `aggregate.vote`;
-* esc@k stops at the first unanimous window of w chains inside the first k, else majority@k.
+* esc@k stops at the first unanimous window of w chains inside the first k, else majority@k
+  (`VECTOR_CURVES`);
+* any other scheme is run as itself (`SchemeDef.decide`) on every prefix of every order: exact,
+  and slower (S x K decisions per example), so a new scheme has a curve from its first line.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.aggregate import ESC_DEFAULT_WINDOW, VOTE_WEIGHTS, Groups, Key, Same, Scheme, group
+from harness.aggregate import ESC_DEFAULT_WINDOW, Groups, Key, Same, Scheme, group
 from harness.errors import UserError
 from harness.types import Chain
 
@@ -46,6 +49,7 @@ class Grouped:
     ids: np.ndarray  # [K] int, -1 = unparsable
     correct: np.ndarray  # [G] bool
     chains: Sequence[Chain]
+    reps: tuple[str, ...] = ()  # [G] each group's first-seen surface form
 
 
 def prepare(
@@ -55,7 +59,8 @@ def prepare(
     group against the gold answer."""
     g = groups if groups is not None else group([c.answer for c in chains], key, same)
     check = same if same is not None else (lambda a, b: a == b)
-    return Grouped(np.asarray(g.ids, dtype=np.int64), np.asarray([bool(check(r, gold)) for r in g.reps], dtype=bool), chains)
+    correct = np.asarray([bool(check(r, gold)) for r in g.reps], dtype=bool)
+    return Grouped(np.asarray(g.ids, dtype=np.int64), correct, chains, tuple(g.reps))
 
 
 @dataclass
@@ -118,8 +123,34 @@ def _esc_stops(ids: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     return stop, answer
 
 
-def _is_majority(s: Scheme) -> bool:
-    return s.name == "majority" or (s.name == "asc" and s.arg == 0)
+def _esc_curve(perm_ids: np.ndarray, arg: int | None, majority_win: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """esc@k on every prefix: the first unanimous window inside the first k, else majority@k.
+    -> ([S, K] winning group, [S, K] chains used)."""
+    stop, answer = _esc_stops(perm_ids, arg or ESC_DEFAULT_WINDOW)
+    stopped = stop[:, None] <= ks[None, :]  # [S, K]
+    return np.where(stopped, answer[:, None], majority_win), np.where(stopped, stop[:, None], ks[None, :])
+
+
+# Vectorised k-curves of schemes that are not a weighted vote (those get one from their weights).
+VECTOR_CURVES = {"esc": _esc_curve}
+
+
+def _decided_curve(g: Grouped, s: Scheme, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Any scheme on every prefix of every order, by its own decide: ([S, K] correct, [S, K] used)."""
+    S, K = order.shape
+    by_answer = {c.answer: int(i) for c, i in zip(g.chains, g.ids, strict=False) if c.answer is not None and i >= 0}
+    by_answer.update({r: i for i, r in enumerate(g.reps)})
+    correct = np.zeros((S, K), dtype=bool)
+    used = np.zeros((S, K))
+    for row in range(S):
+        for k in range(1, K + 1):
+            pick = order[row, :k]
+            chains = [g.chains[j] for j in pick]
+            d = s.definition.decide(chains, Groups(tuple(int(i) for i in g.ids[pick]), g.reps), s.arg)
+            gid = by_answer.get(d.answer, -1) if d.answer is not None else -1
+            correct[row, k - 1] = gid >= 0 and bool(g.correct[gid])
+            used[row, k - 1] = d.used
+    return correct, used
 
 
 def _lookup(correct: np.ndarray, win: np.ndarray) -> np.ndarray:
@@ -144,11 +175,11 @@ def scheme_curves(
         raise UserError("curves need at least one sampled chain per example")
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    weights = {s.spec: [] for s in schemes if s.name in VOTE_WEIGHTS}
+    weighted = [s for s in schemes if s.definition.weights is not None]
+    weights: dict[str, list[np.ndarray]] = {s.spec: [] for s in weighted}
     for g in grouped:
-        for s in schemes:
-            if s.name in VOTE_WEIGHTS:
-                weights[s.spec].append(np.asarray(VOTE_WEIGHTS[s.name](list(g.chains[:K]), s.arg), dtype=np.float64))
+        for s in weighted:
+            weights[s.spec].append(np.asarray(s.definition.weights(list(g.chains[:K]), s.arg), dtype=np.float64))
     pass_at = np.zeros(K)
     acc = {s.spec: np.zeros(K) for s in schemes}
     used = {s.spec: np.zeros(K) for s in schemes}
@@ -168,25 +199,29 @@ def scheme_curves(
             shortcut = np.full(perm_ids.shape, -1)
         majority_win = shortcut
         for s in schemes:
-            if s.name in VOTE_WEIGHTS:
-                if shortcut is not None or (_is_majority(s) and majority_win is not None):
+            d = s.definition
+            unit = d.weights is not None and d.unit_weights(s.arg)  # majority: its winners are shared
+            if d.weights is not None:
+                if shortcut is not None or (unit and majority_win is not None):
                     win = shortcut if shortcut is not None else majority_win
                 else:
                     win = _prefix_winners(perm_ids, weights[s.spec][i][order], n_groups)
-                if _is_majority(s):
+                if unit:
                     majority_win = win
                 acc[s.spec] += _lookup(g.correct, win).mean(0)
                 used[s.spec] += ks
-            elif s.name == "esc":
+            elif s.name in VECTOR_CURVES:
                 if majority_win is None:
                     majority_win = _prefix_winners(perm_ids, np.ones_like(perm_ids, dtype=np.float64), n_groups)
-                stop, answer = _esc_stops(perm_ids, s.arg or ESC_DEFAULT_WINDOW)
-                stopped = stop[:, None] <= ks[None, :]  # [S, K]
-                win = np.where(stopped, answer[:, None], majority_win)
+                win, chains_used = VECTOR_CURVES[s.name](perm_ids, s.arg, majority_win, ks)
                 acc[s.spec] += _lookup(g.correct, win).mean(0)
-                used[s.spec] += np.where(stopped, stop[:, None], ks[None, :]).mean(0)
+                used[s.spec] += chains_used.mean(0)
+            elif d.sampled:
+                ok, chains_used = _decided_curve(Grouped(ids, g.correct, list(g.chains[:K]), g.reps), s, order)
+                acc[s.spec] += ok.mean(0)
+                used[s.spec] += chains_used.mean(0)
             else:
-                raise UserError(f"scheme {s.spec!r} has no k-curve (greedy is one chain)")
+                raise UserError(f"scheme {s.spec!r} decides from the greedy chain alone: it has no k-curve")
     n = len(grouped)
     out = Curves(K, subsamples, (pass_at / n).tolist())
     for s in schemes:

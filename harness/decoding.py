@@ -106,7 +106,7 @@ class HFDecoder:
         n_tok = valid.sum(1).tolist()
         texts_out = tok.batch_decode(seq.masked_fill(~valid, tok.pad_token_id), skip_special_tokens=True)
         ids = [tuple(row[:n]) for row, n in zip(seq.tolist(), n_tok, strict=True)]
-        gens = [Generation(t.strip(), float(l), int(n), i) for t, l, n, i in zip(texts_out, lp, n_tok, ids, strict=True)]
+        gens = [Generation(t.strip(), float(lp_), int(n), i) for t, lp_, n, i in zip(texts_out, lp, n_tok, ids, strict=True)]
         return [gens[j * params.n : (j + 1) * params.n] for j in range(len(texts))]
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.aggregate import AGGREGATORS, Groups, Scheme, first_k, group, metric_name
+from harness.aggregate import Groups, Scheme, first_k, group, metric_name, parse_scheme
 from harness.curves import Curves, breakdown, prepare, scheme_curves
 from harness.errors import UserError
 from harness.scoring import Score, score
@@ -85,7 +85,7 @@ def evaluate(
             gkey = (s.sampled, ex.id, len(chains_k))
             if gkey not in groups:
                 groups[gkey] = group([c.answer for c in chains_k], canonical, equivalent)
-            d = AGGREGATORS[s.name](chains_k, groups[gkey], s.arg)
+            d = s.definition.decide(chains_k, groups[gkey], s.arg)
             ok[ex.id] = bool(equivalent(d.answer, ex.answer))
             used += d.used
         ev.correct[s.spec] = ok
@@ -157,7 +157,7 @@ def log_evaluation(log: Any, prefix: str, ev: Evaluation, out_dir: Path) -> None
             for spec, c in ev.curves.schemes.items():
                 m = metric_name(spec)
                 row[f"{prefix}/curve/{m}"] = c.acc[k - 1]
-                if spec.startswith("esc"):
+                if parse_scheme(spec).definition.reports_used:
                     row[f"{prefix}/curve_used/{m}"] = c.used[k - 1]
             log.metrics(row, k)
     path = out_dir / f"{prefix}.json"

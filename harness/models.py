@@ -8,43 +8,32 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import UserError
+from harness.settings import TinyConfig
 
 Family = Literal["t5", "llama"]
 FAMILIES: tuple[str, ...] = ("t5", "llama")
 
 PAD, EOS, BOS, UNK = "<pad>", "</s>", "<s>", "<unk>"
-
-
-@dataclass(frozen=True)
-class TinyConfig:
-    """Sizes of a tiny student. Head size is d_model / n_heads = 32: vLLM's CPU attention
-    supports nothing smaller, and the same directory must load there later."""
-
-    d_model: int = 128
-    n_heads: int = 4
-    n_layers: int = 2
-    d_ff: int = 256
-    vocab_size: int = 384
-    max_positions: int = 512
-    seed: int = 0
+# Part of a stored tiny model's cache key: bump it when the same TinyConfig builds a different
+# model (2: the tiny T5's embedding std, so an old store's T5 at NLL ~65 is not reused).
+TINY_BUILD = 2
+TINY_T5_EMBED_STD = 0.02  # the tiny T5's (tied) token embedding; LlamaConfig's initializer_range
 
 
 def corpus(task: Any, examples: Iterable[Any], extra: Iterable[str] = ()) -> list[str]:
     """Text a tiny model's tokenizer is trained on: questions, gold answers and rationales
     (the task's own correct chain when it can write one), plus `extra` (e.g. teacher chains)."""
     texts: list[str] = []
-    write_chain = getattr(task, "write_chain", None)
     for ex in examples:
         texts += [ex.question, ex.answer]
         if ex.rationale:
             texts.append(ex.rationale)
-        elif write_chain is not None:
-            texts.append(write_chain(ex)[0])
+        elif task.writes_chains:
+            texts.append(task.write_chain(ex)[0])
     return texts + list(extra)
 
 
@@ -103,9 +92,22 @@ def build_tiny_model(family: Family, texts: Iterable[str], out: Path, cfg: TinyC
         raise UserError(f"tiny model head size must be a whole number >= 32, got d_model={cfg.d_model}, n_heads={cfg.n_heads}")
     quiet_transformers()
     tokenizer = train_tokenizer(texts, cfg.vocab_size, family)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed if cfg.seed is not None else 0)
     config = tiny_hf_config(family, cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id)
     model: Any = T5ForConditionalGeneration(config) if family == "t5" else LlamaForCausalLM(config)
+    if family == "t5":
+        # T5 initialises its token embedding with std 1.0, and transformers (>= 5) always ties
+        # lm_head to it; T5 v1.1 (tie_word_embeddings=False, kept here: the papers' students)
+        # does not rescale the decoder output, so the initial logits would have std
+        # ~sqrt(d_model) and the untrained token NLL would be ~65 instead of ~log(vocab). The
+        # embedding is re-drawn with the tiny Llama's std (initializer_range 0.02): both families
+        # start with logits of std ~0.02 * sqrt(d_model) and an NLL near log(vocab), and differ in
+        # architecture only. Not T5's other remedy (tie_word_embeddings=True: the original T5's
+        # d_model**-0.5 output scaling): with the std-1.0 tied embedding the logit of the input
+        # token itself stays ~sqrt(d_model) * d_model**-0.5 * sqrt(d_model) and the NLL starts at
+        # ~log(vocab) + 1.4; an initializer_factor would rescale every weight and layer norm too.
+        with torch.no_grad():
+            model.shared.weight.normal_(0.0, TINY_T5_EMBED_STD)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -132,7 +134,7 @@ def tiny_hf_config(family: Family, cfg: TinyConfig, vocab_size: int, pad_id: int
             # dropout's random masks cost a fifth of a CPU training step at this size
             dropout_rate=0.0,
             decoder_start_token_id=pad_id,
-            tie_word_embeddings=False,
+            tie_word_embeddings=False,  # T5 v1.1: no output rescaling (see build_tiny_model)
             **common,
         )
     return LlamaConfig(

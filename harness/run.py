@@ -1,8 +1,8 @@
 """One grid cell, top to bottom:
 
     task.load -> teacher bank (cached) -> student (tiny, built once, or a hub model)
-    -> method.train (cached checkpoint, selected on valid) -> decode test (cached predictions)
-    -> aggregate per scheme -> score (accuracy with a bootstrap 95% interval, k-curves,
+    -> method.train (cached checkpoint, selected on valid) -> decode valid and test (cached
+    predictions) -> aggregate per scheme -> score (accuracy with a bootstrap 95% interval, k-curves,
     per-subject breakdown; harness/evaluate.py) -> MLflow
 
 Every expensive stage is keyed by a hash of everything that determines it, so a killed grid
@@ -16,6 +16,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,17 +27,17 @@ from harness.config import RunSpec
 from harness.decoding import GREEDY, SamplingParams, make_decoder, sample_early_stopping, to_chains
 from harness.errors import UserError, unknown
 from harness.evaluate import evaluate, log_evaluation, read_predictions, write_predictions
-from harness.models import TinyConfig, build_tiny_model, corpus
+from harness.models import TINY_BUILD, TinyConfig, build_tiny_model, corpus
 from harness.scoring import Score, most_frequent_baseline
 from harness.store import Store, atomic_write_text, content_key, read_jsonl, write_jsonl
 from harness.student import Student
-from harness.tracking import Tracker
+from harness.tracking import Tracker, machine_tags
 from harness.training import TrainConfig, TrainContext
 from harness.types import Chain, Example
 from methods import get_method, make_config
 from methods.base import MethodDef
 from tasks import get_task
-from tasks.base import Task
+from tasks.base import Task, task_key
 
 TEACHERS = teachers.BACKENDS
 
@@ -88,7 +89,7 @@ def prepare(spec: RunSpec) -> Prepared:
                 f"decode.early_stop stops sampling at the first unanimous window, so every sampled scheme must be "
                 f"esc[:window] without @k; {s.spec!r} needs the chains that are never drawn"
             )
-        if s.name == "asc" and s.arg != 0 and not getattr(method, "scores_chains", False):
+        if s.definition.reads_scores(s.arg) and not method.scores_chains:
             # fail before training, not after: the scores would be missing at scoring time
             raise UserError(
                 f"scheme {s.spec!r} weights votes by ranker scores, which method {method.name!r} does not write; "
@@ -135,13 +136,16 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         "method": p.method.name,
         "student": spec.student.model if spec.student.model != "tiny" else f"tiny-{spec.student.family}",
         "teacher_bank": bank_key,
+        # where it ran: a cell is bit-for-bit reproducible on the same machine kind and thread
+        # count, and its digits move across machines (README: Reproducibility)
+        **machine_tags(),
     }
     with tracker.run(cell, spec.flat(), tags) as log:
         result = CellResult(cell, log.run_id, {})
         base_answer, result.baseline = most_frequent_baseline([e.answer for e in train], [e.answer for e in test], p.task.canonical)
         log.metrics({"baseline/most_frequent": result.baseline, "data/train": len(train), "data/valid": len(valid), "data/test": len(test)})
         log.tags({"baseline_answer": base_answer})
-        skipped = data_skipped(p.task)
+        skipped = list(p.task.skipped())
         if skipped:  # --skip-bad: the count is a metric, every skipped row is in the artifact
             log.metrics({"data/skipped_rows": len(skipped)})
             path = store.file("skipped", key, ".txt")
@@ -158,23 +162,17 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         # 4. train (cached): the method's own loss through the shared loop, best on valid
         student = trained_student(p, model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
 
-        # 5. decode the test split (cached), aggregate per scheme, score
-        pred_key = content_key(
-            {
-                "student": student_key(p, model_ref, bank_key),
-                "decode": spec.decode.model_dump(),
-                "k": p.sample_k,
-                "greedy": p.greedy,
-                "test": [e.id for e in test],
-            }
-        )
-        pred_dir = store.dir("predictions", pred_key)
-        if not pred_dir.exists():
-            chains = decode(student, p, test, source=f"student:{log.run_id}")
-            with store.atomic_dir("predictions", pred_key) as tmp:
-                write_predictions(tmp, task_key(p.task), test, chains)
-        chains = read_predictions(pred_dir).chains
+        # 5. the valid split with every scheme (cached): what picks a grid's best cell and scheme
+        # (leaderboard/data.py best_cell), so that test is only ever reported, never selected on
         e = spec.eval
+        skey = student_key(p, model_ref, bank_key)
+        valid_dir = predictions(student, p, valid, "valid", skey, store, source=f"student:{log.run_id}")
+        ev = evaluate(p.task, valid, read_predictions(valid_dir).chains, p.schemes, e.bootstrap, spec.seed, curves=False)
+        log_evaluation(log, "valid", ev, store.dir("evaluations", key))
+
+        # 6. decode the test split (cached), aggregate per scheme, score
+        pred_dir = predictions(student, p, test, "test", skey, store, source=f"student:{log.run_id}")
+        chains = read_predictions(pred_dir).chains
         ev = evaluate(p.task, test, chains, p.schemes, e.bootstrap, spec.seed, curves=e.curves, subsamples=e.subsamples)
         result.scores = ev.scores
         log_evaluation(log, "test", ev, store.dir("evaluations", key))
@@ -185,6 +183,43 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
 # ---------------------------------------------------------------------------- stages
 
 
+def shared_key(spec: RunSpec) -> str:
+    """Cells with equal keys share their teacher bank and their untrained (tiny) student."""
+    s = spec.student
+    student = s.model_dump(mode="json") if s.model == "tiny" else s.model
+    seed = spec.seed if s.model == "tiny" and s.tiny.seed is None else None  # the tiny model's init seed
+    return content_key({"task": spec.task.model_dump(mode="json"), "teacher": spec.teacher.model_dump(mode="json"), "student": student, "seed": seed})
+
+
+def build_shared(spec: RunSpec, store: Store) -> None:
+    """Build (or find) the stages a cell shares with others: its teacher bank and its tiny student.
+    Each is built under its lock in the store, so concurrent workers wait and reuse."""
+    p = prepare(spec)
+    train, valid = p.task.load("train"), p.task.load("valid")
+    bank_key, bank = teacher_bank(p.task, train, valid, spec, store)
+    student_source(spec, p.task, train, bank, bank_key, store)
+
+
+def predictions(student: Student, p: Prepared, examples: Sequence[Example], split: str, skey: str, store: Store, source: str) -> Path:
+    """The predictions folder of a trained student on one split, decoded once and then reused:
+    keyed by the student (its training), the decoding settings and the examples."""
+    pred_key = content_key(
+        {
+            "student": skey,
+            "decode": p.spec.decode.model_dump(),
+            "k": p.sample_k,
+            "greedy": p.greedy,
+            split: [e.id for e in examples],
+        }
+    )
+    pred_dir = store.dir("predictions", pred_key)
+    if not pred_dir.exists():
+        chains = decode(student, p, examples, source=source)
+        with store.atomic_dir("predictions", pred_key) as tmp:
+            write_predictions(tmp, task_key(p.task), examples, chains)
+    return pred_dir
+
+
 def teacher_bank(task: Task, train: Sequence[Example], valid: Sequence[Example], spec: RunSpec, store: Store) -> tuple[str, list[Chain]]:
     """The teacher bank for train + valid (what `distillbench teacher build` makes, so a bank
     built there is reused here), generating only what is missing; returns the train chains."""
@@ -193,36 +228,56 @@ def teacher_bank(task: Task, train: Sequence[Example], valid: Sequence[Example],
     return bank.key, [c for c in bank.chains() if c.example_id in train_ids]
 
 
-def data_skipped(task: Task) -> list[str]:
-    """One message per malformed row the task skipped (skip_bad); empty for tasks without files."""
-    skipped = getattr(task, "skipped", None)
-    return list(skipped()) if callable(skipped) else []
-
-
-def task_key(task: Task) -> dict[str, Any]:
-    opts = dataclasses.asdict(task) if dataclasses.is_dataclass(task) else {}
-    return {"name": task.name, "version": task.version, "prompt_version": task.prompt_version, "options": opts}
-
-
 def student_source(spec: RunSpec, task: Task, train: Sequence[Example], bank: Sequence[Chain], bank_key: str, store: Store) -> str:
     """A hub id / local path as given, or the directory of a tiny model built from the task's text."""
     s = spec.student
     if s.model != "tiny":
         return s.model
-    tiny = TinyConfig(**s.tiny.model_dump())
-    key = content_key({"family": s.family, "tiny": s.tiny.model_dump(), "task": task_key(task), "bank": bank_key})
+    tiny = tiny_config(spec)
+    key = content_key({"family": s.family, "tiny": tiny.model_dump(), "build": TINY_BUILD, "task": task_key(task), "bank": bank_key})
     out = store.dir("models", key)
-    if not out.exists():
-        with store.atomic_dir("models", key) as tmp:
-            build_tiny_model(s.family, corpus(task, train, (c.text for c in bank)), tmp, tiny)
+    with store.lock("models", key):  # a concurrent worker waits, then reuses this model
+        if not out.exists():
+            with store.atomic_dir("models", key) as tmp:
+                build_tiny_model(s.family, corpus(task, train, [*(c.text for c in bank), *method_prefixes()]), tmp, tiny)
     return str(out)
+
+
+def method_prefixes() -> list[str]:
+    """Every registered method's default input prefixes (DSS's "predict: " and "explain: ", ...),
+    added to a tiny model's tokenizer corpus: a prefix is then one token instead of one per letter
+    (9 of DSS's 23-token predict input on arith), and the model stays the same whichever method a
+    cell trains."""
+    from methods import METHODS
+
+    out: list[str] = []
+    for m in METHODS.values():
+        if dataclasses.is_dataclass(m.config):
+            for f in dataclasses.fields(m.config):
+                if f.name.endswith("_prefix") and isinstance(f.default, str) and f.default.strip() and f.default not in out:
+                    out.append(f.default)
+    return out
+
+
+def train_config(spec: RunSpec) -> TrainConfig:
+    """The spec's training settings, its seed the run's unless `train.seed` sets one."""
+    t = spec.train
+    return t if t.seed is not None else t.model_copy(update={"seed": spec.seed})
+
+
+def tiny_config(spec: RunSpec) -> TinyConfig:
+    """The tiny student's sizes and initialisation seed (the run's seed unless the spec sets one)."""
+    t = spec.student.tiny
+    return t if t.seed is not None else t.model_copy(update={"seed": spec.seed})
 
 
 def student_key(p: Prepared, model_ref: str, bank_key: str) -> str:
     s = p.spec
     return content_key(
         {
-            "model": model_ref,
+            # a tiny model by its content key (its folder name), not its path: the same cell in
+            # another store (or a moved one) has the same keys
+            "model": f"tiny:{Path(model_ref).name}" if s.student.model == "tiny" else model_ref,
             "method": p.method.name,
             "method_cfg": dataclasses.asdict(p.method_cfg),
             "bank": bank_key,
@@ -286,7 +341,7 @@ def trained_student(
                 train=train,
                 positives=positives,
                 negatives=negatives,
-                config=TrainConfig(**p.spec.train.model_dump(), seed=p.spec.seed),
+                config=train_config(p.spec),
                 evaluate=lambda s: valid_accuracy(s, p, valid),
                 out_dir=work,
                 log=record,

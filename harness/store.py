@@ -3,9 +3,11 @@
     <root>/mlflow.db              MLflow tracking database (SQLite)
     <root>/mlartifacts/           MLflow artifacts
     <root>/models/<key>/          tiny students built here
-    <root>/banks/<key>.jsonl      teacher chains
-    <root>/checkpoints/<key>/     trained students (best on valid)
-    <root>/predictions/<key>.jsonl
+    <root>/banks/<key>/           teacher banks: manifest.json + chains.jsonl (harness/bank.py)
+    <root>/checkpoints/<key>/     trained students (best on valid); .<key>.partial/ while training
+    <root>/predictions/<key>/     decoded chains of a split (chains.jsonl, examples.jsonl, task.json)
+    <root>/evaluations/<key>/     scores per scheme as JSON
+    <root>/locks/<kind>-<key>.lock  one per shared stage being built (see Store.lock)
 
 A key is the hash of everything that determines the artifact, so a finished artifact is never
 recomputed and a changed input never reuses a stale one. Every write is atomic (temp + rename):
@@ -15,6 +17,7 @@ a crash leaves either the old state or the new one, never a half-written file th
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -96,3 +99,20 @@ class Store:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, key: str) -> Iterator[None]:
+        """Hold the exclusive lock of one stage (a teacher bank, a tiny model) across processes.
+
+        Build a shared stage inside it after checking it is not done yet: a second worker that
+        needs the same stage at the same moment waits here, then finds it done and reuses it
+        instead of paying twice. The kernel drops the lock of a killed process.
+        """
+        path = self.root / "locks" / f"{kind}-{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)

@@ -12,6 +12,7 @@ gold answer or, label-free, by the majority answer.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.types import Chain, Example
+from tasks.base import Task, task_key
+from tasks.checking import split_statement
 
 ORACLE_SOURCE = "teacher:oracle"
 GOLD_SOURCE = "teacher:gold"
@@ -38,19 +41,24 @@ def gold_chains(task: Any, examples: list[Example]) -> list[Chain]:
             continue
         # state the answer explicitly, as teacher chains do, so students learn where it goes
         text = ex.rationale if "answer is" in ex.rationale.lower() else f"{ex.rationale}\nThe answer is {ex.answer}."
-        answer = task.extract(text)
-        chains.append(
-            Chain(
-                example_id=ex.id,
-                source=GOLD_SOURCE,
-                text=text,
-                answer=answer,
-                correct=task.equivalent(answer, ex.answer),
-                n_tokens=len(text.split()),
-                meta={"synthetic": False, "sample": 0},
-            )
-        )
+        chains.append(written_chain(task, ex, text, GOLD_SOURCE, {"synthetic": False, "sample": 0}))
     return chains
+
+
+def written_chain(task: Task, ex: Example, text: str, source: str, meta: dict[str, Any]) -> Chain:
+    """A chain of a written (not sampled) text: its answer extracted and checked, then split."""
+    answer = task.extract(text)
+    chain = Chain(ex.id, source, text, answer, task.equivalent(answer, ex.answer), n_tokens=len(text.split()), meta=meta)
+    return split(chain)
+
+
+def split(chain: Chain) -> Chain:
+    """The chain with `rationale` / `statement` filled by the closing answer statement
+    (tasks.checking.split_statement); a chain without one is left unsplit (all rationale)."""
+    parts = split_statement(chain.text)
+    if parts is None:
+        return chain
+    return dataclasses.replace(chain, rationale=parts[0], statement=parts[1])
 
 
 def example_rng(seed: int, example_id: str) -> random.Random:
@@ -60,15 +68,12 @@ def example_rng(seed: int, example_id: str) -> random.Random:
 
 
 def oracle_chains(
-    task: Any, examples: list[Example], k: int, wrong_rate: float, seed: int
+    task: Task, examples: list[Example], k: int, wrong_rate: float, seed: int
 ) -> list[Chain]:
     """k chains per example, each one slipped (wrong) with probability wrong_rate."""
-    write_chain = getattr(task, "write_chain", None)
-    if write_chain is None:
-        raise UserError(
-            f"teacher 'oracle' only works for procedural tasks: task {task.name!r} "
-            "cannot write its own chains"
-        )
+    if not task.writes_chains:
+        raise UserError(f"teacher 'oracle' only works for procedural tasks: task {task.name!r} cannot write its own chains")
+    write_chain = task.write_chain
     if not 0.0 <= wrong_rate <= 1.0:
         raise UserError(f"teacher 'oracle': wrong_rate must be in [0, 1], got {wrong_rate}")
     if k < 1:
@@ -79,25 +84,8 @@ def oracle_chains(
         for i in range(k):
             slipped = rng.random() < wrong_rate
             text, _ = write_chain(ex, rng) if slipped else write_chain(ex)
-            answer = task.extract(text)
-            chains.append(
-                Chain(
-                    example_id=ex.id,
-                    source=ORACLE_SOURCE,
-                    text=text,
-                    answer=answer,
-                    correct=task.equivalent(answer, ex.answer),
-                    logprob=None,
-                    n_tokens=len(text.split()),
-                    meta={
-                        "synthetic": True,
-                        "sample": i,
-                        "seed": seed,
-                        "wrong_rate": wrong_rate,
-                        "slipped": slipped,
-                    },
-                )
-            )
+            meta = {"synthetic": True, "sample": i, "seed": seed, "wrong_rate": wrong_rate, "slipped": slipped}
+            chains.append(written_chain(task, ex, text, ORACLE_SOURCE, meta))
     return chains
 
 
@@ -119,7 +107,7 @@ def sampled(task: Any, decoder: Any, params: Any, source: str) -> Any:
     def generate(examples: Sequence[Example], seed: int) -> list[list[Chain]]:
         p = replace(params, seed=seed)
         gens = decoder.sample([task.prompt(ex) for ex in examples], p)
-        chains = to_chains(examples, gens, task, source, p)
+        chains = [split(c) for c in to_chains(examples, gens, task, source, p)]
         return [chains[i * p.n : (i + 1) * p.n] for i in range(len(examples))]
 
     generate.decoder = decoder  # type: ignore[attr-defined]  # build_bank reads its token usage
@@ -187,18 +175,21 @@ def _per_example(examples: Sequence[Example], chains: list[Chain]) -> list[list[
 def build_bank(task: Any, examples: Sequence[Example], t: Any, store: Any, generate: Any = None, on_chunk: Any = None) -> Any:
     """(bank, build report): the bank of teacher `t` for `examples`, generating only what is missing."""
     from harness import bank as banks
-    from harness.run import task_key
     from harness.store import content_key
 
     manifest = {
+        # 2: teacher chains carry rationale / statement; a bank of the older format is rebuilt
+        "chain_format": 2,
         "task": task_key(task),
         "teacher": t.model_dump(mode="json"),
         "examples": content_key([e.id for e in examples]),
     }
-    bank = banks.Bank.create(store, manifest)
-    label = banks.label_by_majority(task) if t.label == "majority" else banks.label_by_gold(task)
-    generate = generate or generator(task, t)
-    report = banks.build(bank, examples, generate, label, chunk_size=t.chunk_size, seed=t.seed, on_chunk=on_chunk)
+    # one builder per bank: a concurrent worker waits, then finds every chunk done (no teacher call)
+    with store.lock("banks", content_key(manifest)):
+        bank = banks.Bank.create(store, manifest)
+        label = banks.label_by_majority(task) if t.label == "majority" else banks.label_by_gold(task)
+        generate = generate or generator(task, t)
+        report = banks.build(bank, examples, generate, label, chunk_size=t.chunk_size, seed=t.seed, on_chunk=on_chunk)
     decoder = getattr(generate, "decoder", None)
     if report.chunks_generated and hasattr(decoder, "usage"):  # API teachers: tokens billed, cost
         bank.record_usage({**decoder.usage.as_dict(), "cost": decoder.cost()})
@@ -212,7 +203,7 @@ def released_chains(task: Any, t: Any) -> list[Chain]:
     from pathlib import Path
 
     folder = "dss" if t.name == "dss" else "tdg"
-    roots = [Path(p) for p in (t.data_dir, getattr(task, "data_dir", None)) if p]
+    roots = [Path(p) for p in (t.data_dir, task.data_root()) if p]
     candidates = [r / folder for r in roots] + [r.parent / folder for r in roots] + [r for r in roots if r.name == folder]
     found = next((c for c in candidates if c.is_dir()), None)
     if found is None:

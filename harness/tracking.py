@@ -33,6 +33,54 @@ def git_revision() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, macOS sysctl), else platform's best guess."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_tags() -> dict[str, str]:
+    """Where a run ran, as MLflow tags: torch's intra-op thread count, the CPU model and core
+    count, the GPU model(s) ('none' without CUDA), torch and python versions. The same cell gives
+    the same digits on the same machine kind with the same thread count; elsewhere it may not."""
+    import platform
+
+    import torch
+
+    gpu = "none"
+    if torch.cuda.is_available():
+        gpu = "CUDA (model unknown)"
+        try:  # nvidia-smi, not torch: asking torch would initialise CUDA in this process
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+            if out.returncode == 0 and out.stdout.strip():
+                gpu = ", ".join(line.strip() for line in out.stdout.splitlines() if line.strip())
+        except (OSError, subprocess.SubprocessError):
+            if torch.cuda.is_initialized():
+                gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return {
+        "torch_threads": str(torch.get_num_threads()),
+        "cpu": cpu_model(),
+        "cpu_count": str(os.cpu_count()),
+        "gpu": gpu,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
 def _quiet_mlflow() -> None:
     # a fresh database logs its table creation and migrations at INFO: not news to a user
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
@@ -90,7 +138,10 @@ class Tracker:
             log.params(params)
             yield log
         except BaseException:
-            self.client.set_terminated(run.info.run_id, status="FAILED")
+            try:  # what was measured before the failure (training curves) stays with the run
+                log.flush()
+            finally:
+                self.client.set_terminated(run.info.run_id, status="FAILED")
             raise
         log.flush()
         self.client.set_terminated(run.info.run_id, status="FINISHED")

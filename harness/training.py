@@ -20,6 +20,7 @@ and is renamed `out_dir/best` at the end.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -30,13 +31,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import UserError
+from harness.settings import TrainConfig
 from harness.student import Student
 
 Item = dict[str, Any]
@@ -47,37 +49,6 @@ Log = Callable[[dict[str, float], int], None]
 STATE_FILE = "last.pt"
 LOG_FILE = "log.jsonl"
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int | None = None  # optimizer steps; exactly one of steps / epochs (neither: 1000 steps)
-    epochs: float | None = None  # passes over the training items (micro-batches, ragged tail dropped)
-    batch_size: int = 32  # examples per micro-batch
-    grad_accum: int = 1
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
-    max_grad_norm: float = 1.0
-    eval_every: int = 200  # steps; the last step is always evaluated
-    log_every: int = 10
-    bf16: bool | Literal["auto"] = "auto"  # autocast to bfloat16: auto = on a CUDA GPU that supports it
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.steps is not None and self.epochs is not None:
-            raise ValueError("give exactly one of steps and epochs")
-        if self.steps is None and self.epochs is None:
-            object.__setattr__(self, "steps", 1000)
-
-    def total_steps(self, n_items: int) -> int:
-        """Optimizer steps of the budget: `steps`, or `epochs` passes over n_items."""
-        if self.steps is not None:
-            return self.steps
-        assert self.epochs is not None
-        per_epoch = n_items // min(self.batch_size, n_items) if n_items else 1
-        return max(1, math.ceil(math.ceil(self.epochs * per_epoch) / self.grad_accum))
 
 
 @dataclass
@@ -195,6 +166,69 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     write_jsonl(path, rows)
 
 
+@dataclass
+class TrainState:
+    """Everything `fit` carries from step to step, and what `last.pt` saves: a resumed run
+    restores it and continues exactly where an uninterrupted one would be."""
+
+    step: int = 0
+    micro: int = 0  # micro-batches consumed: the data-order position
+    seconds: float = 0.0  # training time spent before this process started
+    best_step: int = 0
+    best_valid: float = -math.inf
+    best_dir: str | None = None  # the folder holding the best checkpoint so far (best-<step>)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, valid metric)
+    running: dict[str, float] = field(default_factory=dict)  # metric sums of the current log window
+    window: dict[str, float] = field(default_factory=lambda: {"steps": 0, "seconds": 0.0})
+
+    def save(self, path: Path, fingerprint: dict[str, Any], params: dict[str, torch.Tensor], opt: Any, sched: Any) -> None:
+        """Atomically write the state with the trainable weights, optimizer, schedule and RNGs."""
+        _atomic_torch_save(
+            {
+                **dataclasses.asdict(self),
+                "curve": [list(c) for c in self.curve],
+                "fingerprint": fingerprint,
+                "trainable": {n: p.detach().to("cpu", copy=True) for n, p in params.items()},
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": rng_state(),
+            },
+            path,
+        )
+
+    @classmethod
+    def load(
+        cls, path: Path, fingerprint: dict[str, Any], params: dict[str, torch.Tensor], opt: Any, sched: Any
+    ) -> TrainState | None:
+        """The saved state, with weights, optimizer, schedule and RNGs restored in place; None when
+        there is none, or it was saved by a different training setup (a warning says so)."""
+        if not path.exists():
+            return None
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") != fingerprint:
+            warnings.warn(f"{path} was saved by a different training setup; starting from step 0", stacklevel=3)
+            return None
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(saved["trainable"][n].to(p.device))
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        fields = {f.name for f in dataclasses.fields(cls)}
+        state = cls(**{k: v for k, v in saved.items() if k in fields})
+        state.curve = [(s, v) for s, v in state.curve]
+        state.running, state.window = dict(state.running), dict(state.window)
+        return state
+
+    def result(self, total: int) -> TrainResult:
+        return TrainResult(self.best_step, self.best_valid, total, self.seconds, list(self.curve))
+
+
+def _remove(paths: list[Path]) -> None:
+    for p in paths:
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+
 def fit(
     student: Student,
     items: Sequence[Item],
@@ -215,11 +249,10 @@ def fit(
         raise UserError("no training items: the method found nothing to train on (e.g. a bank without teacher positives)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = student.model
-    device = student.device
+    model, device = student.model, student.device
     total = cfg.total_steps(len(items))
     bf16 = use_bf16(cfg.bf16, device)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.run_seed)
     model.train()
     params = student.trainable_parameters()
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -232,45 +265,22 @@ def fit(
         "n_items": len(items),
         "batch_size": cfg.batch_size,
         "grad_accum": cfg.grad_accum,
-        "seed": cfg.seed,
+        "seed": cfg.run_seed,
         "params": [[n, list(p.shape)] for n, p in params.items()],
     }
-
-    best = TrainResult(best_step=0, best_valid=-math.inf, steps=total, seconds=0.0)
-    best_dir: str | None = None
-    start, micro, seconds_before = 0, 0, 0.0
-    running: dict[str, float] = {}
-    window = {"steps": 0, "seconds": 0.0}
-    log_path = out_dir / LOG_FILE
-
-    state_path = out_dir / STATE_FILE
-    state = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else None
-    if state is not None and state.get("fingerprint") != fingerprint:
-        warnings.warn(f"{state_path} was saved by a different training setup; starting from step 0", stacklevel=2)
-        state = None
-    if state is None:
-        for p in [state_path, log_path, *out_dir.glob("best*"), *out_dir.glob(".*.tmp")]:
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    else:  # resume: weights, optimizer, schedule, RNGs, data position, best-so-far, log window
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(state["trainable"][n].to(p.device))
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start, micro, seconds_before = state["step"], state["micro"], state["seconds"]
-        best.best_step, best.best_valid, best_dir = state["best_step"], state["best_valid"], state["best_dir"]
-        best.curve = [(s, v) for s, v in state["curve"]]
-        running, window = dict(state["running"]), dict(state["window"])
-        for p in [*out_dir.glob("best-*"), *out_dir.glob(".*.tmp")]:
-            if p.name != best_dir:  # written after the state: those steps run again
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        rows = [r for r in _read_log(log_path) if r["step"] <= start]
+    state_path, log_path = out_dir / STATE_FILE, out_dir / LOG_FILE
+    state = TrainState.load(state_path, fingerprint, params, opt, sched)
+    if state is None:  # a fresh start: nothing of an earlier run may be trusted
+        state = TrainState()
+        _remove([state_path, log_path, *out_dir.glob("best*"), *out_dir.glob(".*.tmp")])
+    else:  # checkpoints written after the state was saved belong to steps that run again
+        _remove([p for p in [*out_dir.glob("best-*"), *out_dir.glob(".*.tmp")] if p.name != state.best_dir])
+        rows = [r for r in _read_log(log_path) if r["step"] <= state.step]
         _write_log(log_path, rows)
-        for r in rows:
+        for r in rows:  # replay what was logged up to the saved step
             r = dict(r)
             log(r, r.pop("step"))
-
+    seconds_before = state.seconds
     log_file = open(log_path, "a", encoding="utf-8")
 
     def emit(metrics: dict[str, float], step: int) -> None:
@@ -278,55 +288,36 @@ def fit(
         log_file.flush()
         log(metrics, step)
 
-    def save_state(step: int) -> None:
-        _atomic_torch_save(
-            {
-                "fingerprint": fingerprint,
-                "step": step,
-                "micro": micro,
-                "seconds": seconds_before + time.perf_counter() - t_start,
-                "trainable": {n: p.detach().to("cpu", copy=True) for n, p in params.items()},
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": rng_state(),
-                "best_step": best.best_step,
-                "best_valid": best.best_valid,
-                "best_dir": best_dir,
-                "curve": [list(c) for c in best.curve],
-                "running": running,
-                "window": window,
-            },
-            state_path,
-        )
+    def save_state() -> None:
+        state.seconds = seconds_before + time.perf_counter() - t_start
+        state.save(state_path, fingerprint, params, opt, sched)
 
     def checkpoint(step: int) -> None:
-        nonlocal best_dir
         saved = rng_state()  # decoding (it seeds torch itself) never moves the training RNGs
         try:
             score = evaluate(student)
         finally:
             set_rng_state(saved)
         model.train()
-        best.curve.append((step, score))
+        state.curve.append((step, score))
         emit({"valid": score}, step)
-        if score > best.best_valid:
-            best.best_valid, best.best_step = score, step
+        old = None
+        if score > state.best_valid:
             name = f"best-{step:07d}"
             tmp = out_dir / f".{name}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             student.save(tmp)
             shutil.rmtree(out_dir / name, ignore_errors=True)
             tmp.rename(out_dir / name)
-            old, best_dir = best_dir, name
-            save_state(step)  # the state names the new best before the old one is deleted
-            if old is not None:
-                shutil.rmtree(out_dir / old, ignore_errors=True)
-        else:
-            save_state(step)
+            old, state.best_dir = state.best_dir, name
+            state.best_valid, state.best_step = score, step
+        save_state()  # the state names the new best before the old one is deleted
+        if old is not None:
+            shutil.rmtree(out_dir / old, ignore_errors=True)
 
-    if state is None:
+    if state.step == 0:
         emit({"train/bf16": float(bf16), "train/total_steps": float(total)}, 0)
-    batches = micro_batches(items, cfg.batch_size, cfg.seed, start=micro)
+    batches = micro_batches(items, cfg.batch_size, cfg.run_seed, start=state.micro)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     progress = Progress(
         TextColumn("[bold]train"),
@@ -337,6 +328,7 @@ def fit(
         disable=not show_progress,
         transient=True,
     )
+    start = state.step
     t_start = time.perf_counter()
     try:
         with progress:
@@ -348,38 +340,39 @@ def fit(
                 for _ in range(cfg.grad_accum):
                     with autocast():
                         loss, metrics = loss_fn(student, next(batches))
-                    micro += 1
+                    state.micro += 1
                     (loss / cfg.grad_accum).backward()
                     loss_sum += loss.item() / cfg.grad_accum
                     for k, v in metrics.items():
-                        running[k] = running.get(k, 0.0) + v / cfg.grad_accum
+                        state.running[k] = state.running.get(k, 0.0) + v / cfg.grad_accum
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
                 opt.step()
                 sched.step()
-                running["loss"] = running.get("loss", 0.0) + loss_sum
-                window["steps"] += 1
-                window["seconds"] += time.perf_counter() - t0
+                state.step = step
+                state.running["loss"] = state.running.get("loss", 0.0) + loss_sum
+                state.window["steps"] += 1
+                state.window["seconds"] += time.perf_counter() - t0
                 if step % cfg.log_every == 0 or step == total:
-                    n = window["steps"]
-                    avg = {f"train/{k}": v / n for k, v in running.items()}
+                    n = state.window["steps"]
+                    avg = {f"train/{k}": v / n for k, v in state.running.items()}
                     avg["train/lr"] = sched.get_last_lr()[0]
-                    avg["train/step_seconds"] = window["seconds"] / n
+                    avg["train/step_seconds"] = state.window["seconds"] / n
                     emit(avg, step)
-                    running, window = {}, {"steps": 0, "seconds": 0.0}
+                    state.running, state.window = {}, {"steps": 0, "seconds": 0.0}
                 if step % cfg.eval_every == 0 or step == total:
                     checkpoint(step)
                 rate = (step - start) / (time.perf_counter() - t_start)
-                valid = f"{best.curve[-1][1]:.3f}" if best.curve else "-"
+                valid = f"{state.curve[-1][1]:.3f}" if state.curve else "-"
                 progress.update(bar, advance=1, loss=loss_sum, rate=rate, valid=valid)
     finally:
         log_file.close()
-    best.seconds = seconds_before + time.perf_counter() - t_start
-    if best_dir is not None and (out_dir / best_dir).exists():
+    state.seconds = seconds_before + time.perf_counter() - t_start
+    if state.best_dir is not None and (out_dir / state.best_dir).exists():
         shutil.rmtree(out_dir / "best", ignore_errors=True)
-        (out_dir / best_dir).rename(out_dir / "best")
+        (out_dir / state.best_dir).rename(out_dir / "best")
     student.restore(out_dir / "best")
-    return best
+    return state.result(total)
 
 
 @dataclass

@@ -46,9 +46,23 @@ class Chain:
     logprob: float | None = None  # sum of token log-probabilities under the model (T=1)
     n_tokens: int = 0
     meta: dict[str, Any] = field(default_factory=dict)  # temperature, seed, sample index, ...
+    # Teacher chains, split where the closing answer statement starts: text = rationale + " " +
+    # statement ("3 + 4 = 7." / "The answer is 7."). None: not split (a chain with no statement is
+    # all rationale). Methods pick which part they train on (DSS's explain task: the rationale).
+    rationale: str | None = None
+    statement: str | None = None
+
+    @property
+    def reasoning(self) -> str:
+        """The rationale without the answer statement (the whole text when it was not split)."""
+        return self.rationale if self.rationale is not None else self.text
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for k in ("rationale", "statement"):  # student chains are not split: keep their rows short
+            if d[k] is None:
+                del d[k]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Chain:

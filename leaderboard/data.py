@@ -1,15 +1,27 @@
 """MLflow runs -> tables. Pure data code: no printing, no Streamlit, so the CLI, the app and the
-tests share it."""
+tests share it.
+
+Cells that differ only in their `seed` form a group: the tables give each seed's own bootstrap
+interval and, beside them, the group's mean ± standard deviation over its seeds (n shown). The
+spread over seeds is what varies from machine to machine (README: Reproducibility), so methods
+are compared on seed means, and the best cell is picked on the valid split, never on test.
+"""
 
 from __future__ import annotations
 
 import math
+import re
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.aggregate import metric_name
 
 AGGREGATED_TAG = "aggregated_schemes"  # comma-separated schemes `distillbench aggregate` logged to a run
+SEED_PARAM = "seed"  # the run spec's seed: cells that differ only here are seeds of one group
+MACHINE_TAGS = ("cpu", "gpu", "torch_threads")  # harness.tracking.machine_tags
+
+Interval = tuple[float, float, float]  # (accuracy, 95% lo, 95% hi)
 
 
 @dataclass
@@ -23,11 +35,17 @@ class CellRow:
     method: str
     student: str
     schemes: list[str]
-    acc: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # scheme -> (acc, lo, hi)
-    untrained: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    acc: dict[str, Interval] = field(default_factory=dict)  # scheme -> test (acc, lo, hi)
+    untrained: dict[str, Interval] = field(default_factory=dict)
+    valid: dict[str, Interval] = field(default_factory=dict)  # scheme -> valid (acc, lo, hi): for selection
     baseline: float = math.nan
     train_seconds: float = math.nan
     params: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, str] = field(default_factory=dict)  # cpu, gpu, torch_threads tags
+
+    @property
+    def seed(self) -> str:
+        return self.params.get(SEED_PARAM, "")
 
 
 def load_cells(tracking_uri: str, experiment: str | None = None) -> list[CellRow]:
@@ -63,10 +81,11 @@ def cell_row(experiment: str, run_id: str, tags: dict[str, str], params: dict[st
         baseline=metrics.get("baseline/most_frequent", math.nan),
         train_seconds=metrics.get("train/seconds", math.nan),
         params=dict(params),
+        machine={k: tags[k] for k in MACHINE_TAGS if k in tags},
     )
     for s in schemes:
         m = metric_name(s)
-        for prefix, target in (("test", row.acc), ("untrained", row.untrained)):
+        for prefix, target in (("test", row.acc), ("untrained", row.untrained), ("valid", row.valid)):
             if f"{prefix}/acc/{m}" in metrics:
                 target[s] = (metrics[f"{prefix}/acc/{m}"], metrics.get(f"{prefix}/lo/{m}", math.nan), metrics.get(f"{prefix}/hi/{m}", math.nan))
     return row
@@ -83,16 +102,92 @@ def _parse_list(text: str) -> list[str]:
     return [str(x) for x in v] if isinstance(v, list) else []
 
 
+# ---------------------------------------------------------------------------- seeds
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    """Mean and sample standard deviation (n - 1) of one number over a group's seeds."""
+
+    mean: float
+    std: float  # NaN for a single seed
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> SeedStats:
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            return cls(math.nan, math.nan, 0)
+        std = statistics.stdev(values) if len(values) > 1 else math.nan
+        return cls(statistics.fmean(values), std, len(values))
+
+
+_SEED_PART = re.compile(rf"^{SEED_PARAM}=")
+
+
+@dataclass
+class Group:
+    """Cells that differ only in their seed (one per seed, in the order they ran)."""
+
+    label: str
+    rows: list[CellRow]
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def stats(self, scheme: str, which: str = "acc") -> SeedStats:
+        """`which`: acc (test), valid or untrained, over the seeds that logged it."""
+        return SeedStats.of([getattr(r, which)[scheme][0] for r in self.rows if scheme in getattr(r, which)])
+
+
+def group_label(cell: str) -> str:
+    """A cell's name without its seed part: 'method=dss,seed=1' -> 'method=dss'."""
+    parts = [p for p in cell.split(",") if not _SEED_PART.match(p)]
+    return ",".join(parts) or cell
+
+
+def group_by_seed(rows: list[CellRow]) -> list[Group]:
+    """Groups of cells whose logged specs are equal but for the seed, in order of first appearance."""
+    groups: dict[tuple[Any, ...], Group] = {}
+    for r in rows:
+        label = group_label(r.cell)
+        key = (r.experiment, label, tuple(sorted((k, v) for k, v in r.params.items() if k != SEED_PARAM)))
+        if key not in groups:
+            groups[key] = Group(label, [])
+        groups[key].rows.append(r)
+    return list(groups.values())
+
+
+# ---------------------------------------------------------------------------- verdict
+
+
 @dataclass
 class Verdict:
-    """Whether the best cell learned: its interval lies above its untrained score and the
-    most-frequent-answer baseline."""
+    """The best group (a cell, or a cell over its seeds) and scheme, chosen by valid accuracy, with
+    its test accuracy: whether it learned (its test interval lies above its untrained score and the
+    most-frequent-answer baseline, for every seed) and how the other groups compare on seed means.
+
+    For one seed `acc` is that seed's (acc, lo, hi); over several it is (mean, lowest lo, highest
+    hi), `untrained` and `baseline` the highest over the seeds.
+    """
 
     cell: str
     scheme: str
-    acc: tuple[float, float, float]
+    acc: Interval
     untrained: float
     baseline: float
+    per_seed: list[Interval] = field(default_factory=list)
+    std: float = math.nan  # of test accuracy over seeds
+    valid: float = math.nan  # mean valid accuracy of the scheme: what selected this cell
+    selected_on: str = "valid"  # "test" only for runs that logged no valid accuracy per scheme
+    # test accuracy on this scheme over seeds, (label, stats, each seed's accuracy): this group
+    # first, then every other group from the highest mean down
+    comparison: list[tuple[str, SeedStats, list[float]]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return max(1, len(self.per_seed))
 
     @property
     def learned(self) -> bool:
@@ -101,28 +196,99 @@ class Verdict:
         return above_untrained and self.acc[1] > self.baseline
 
 
+def _max(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return max(values) if values else math.nan
+
+
 def best_cell(rows: list[CellRow]) -> Verdict | None:
-    best: Verdict | None = None
-    for r in rows:
-        for s, a in r.acc.items():
-            if best is None or a[0] > best.acc[0]:
-                u = r.untrained.get(s, (math.nan,))[0]
-                best = Verdict(r.cell, s, a, u, r.baseline)
-    return best
+    """The group and scheme with the highest mean VALID accuracy over seeds (test never selects:
+    picking the best of many on test would bias its score upward), reported with its test interval.
+
+    Runs that logged no valid accuracy per scheme (older runs) fall back to selecting on test,
+    and the verdict says so (`selected_on`). Ties go to the group and scheme listed first.
+    """
+    groups = [g for g in group_by_seed(rows) if any(r.acc for r in g.rows)]
+    on = "valid" if any(r.valid for g in groups for r in g.rows) else "acc"
+    best: tuple[float, Group, str] | None = None
+    for g in groups:
+        schemes: list[str] = []
+        for r in g.rows:
+            schemes += [s for s in r.acc if s not in schemes]
+        for s in schemes:
+            m = g.stats(s, on).mean
+            if not math.isnan(m) and (best is None or m > best[0]):
+                best = (m, g, s)
+    if best is None:
+        return None
+    sel, g, s = best
+    seeds = [r.acc[s] for r in g.rows if s in r.acc]
+    test = g.stats(s, "acc")
+    acc = seeds[0] if len(seeds) == 1 else (test.mean, min(x[1] for x in seeds), max(x[2] for x in seeds))
+    others = []
+    for other in groups:
+        accs = [r.acc[s][0] for r in other.rows if s in r.acc]
+        if accs and other is not g:
+            others.append((other.label, other.stats(s, "acc"), accs))
+    others.sort(key=lambda c: -c[1].mean)
+    comparison = [(g.label, test, [a[0] for a in seeds]), *others]
+    return Verdict(
+        cell=g.label,
+        scheme=s,
+        acc=acc,
+        untrained=_max([r.untrained.get(s, (math.nan,))[0] for r in g.rows if s in r.acc]),
+        baseline=_max([r.baseline for r in g.rows if s in r.acc]),
+        per_seed=seeds,
+        std=test.std,
+        valid=sel if on == "valid" else math.nan,
+        selected_on="valid" if on == "valid" else "test",
+        comparison=comparison,
+    )
+
+
+def separated(a: list[float], b: list[float]) -> bool:
+    """Every seed of `a` scored above every seed of `b` (for a few seeds, a plainer statement
+    than a test: with n = 3 per side no rank test can reach p < 0.05 two-sided)."""
+    return bool(a) and bool(b) and min(a) > max(b)
+
+
+# ---------------------------------------------------------------------------- tables
 
 
 def table_rows(rows: list[CellRow]) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows for printing: one row per cell, one column per scheme."""
+    """Header and rows for printing: one row per cell, one column per scheme (test accuracy with
+    its interval). After the cells of a group with several seeds, one more row: the group's mean
+    ± std over its seeds (SeedStats), labelled with n."""
     schemes: list[str] = []
     for r in rows:
         schemes += [s for s in r.schemes if s not in schemes]
     header = ["cell"] + schemes + [f"untrained {s}" for s in schemes] + ["most-frequent", "train s"]
-    out = []
-    for r in rows:
-        out.append(
-            [r.cell]
-            + [r.acc.get(s) for s in schemes]
-            + [r.untrained.get(s, (math.nan,))[0] for s in schemes]
-            + [r.baseline, r.train_seconds]
-        )
+    out: list[list[Any]] = []
+    for g in group_by_seed(rows):
+        for r in g.rows:
+            out.append(
+                [r.cell]
+                + [r.acc.get(s) for s in schemes]
+                + [r.untrained.get(s, (math.nan,))[0] for s in schemes]
+                + [r.baseline, r.train_seconds]
+            )
+        if g.n > 1:
+            out.append(
+                [f"{g.label}: mean ± std, n={g.n}"]
+                + [g.stats(s, "acc") for s in schemes]
+                + [g.stats(s, "untrained") for s in schemes]
+                + [SeedStats.of([r.baseline for r in g.rows]), SeedStats.of([r.train_seconds for r in g.rows]).mean]
+            )
     return header, out
+
+
+def machines(rows: list[CellRow]) -> list[str]:
+    """The distinct machines the rows ran on ('cpu / gpu / N torch threads'), as logged."""
+    seen: list[str] = []
+    for r in rows:
+        if r.machine:
+            m = r.machine
+            text = f"{m.get('cpu', '?')}, GPU {m.get('gpu', '?')}, {m.get('torch_threads', '?')} torch threads"
+            if text not in seen:
+                seen.append(text)
+    return seen

@@ -1,12 +1,18 @@
-"""What every method file exports as `METHOD`."""
+"""What every method file exports as `METHOD`: its definition, read by the grid, the dry run and
+the scorer instead of special cases keyed by method name."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from harness.training import TrainContext, TrainResult
+
+# What a method trains on: gold labels, teacher positive / negative chains, or the model another
+# method trained (a shared stage, e.g. NAT's stage-1 negative adapter for NCE).
+Input = Literal["gold", "positives", "negatives", "model"]
+INPUTS: tuple[str, ...] = ("gold", "positives", "negatives", "model")
 
 
 @dataclass(frozen=True)
@@ -16,4 +22,15 @@ class MethodDef:
     train: Callable[[TrainContext, Any], TrainResult]
     test_input: Callable[[Any, Any, Any], str]  # (task, example, config) -> student input at test time
     citation: str
-    consumes: str  # what the method trains on: gold labels, teacher positives, negatives
+    consumes: str  # what the method trains on, in words (README methods table, `distillbench methods`)
+    inputs: frozenset[str] = frozenset({"gold"})  # the same as a set of INPUTS
+    passes: int = 1  # sequences scored per training example (dss/mi: predict + explain): cost estimates
+    scores_chains: bool = False  # writes ranker scores on its chains (what asc:1..3 vote with)
+    stages: tuple[str, ...] = ()  # shared stages it needs before it trains (computed once per grid)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.inputs) - set(INPUTS)
+        if unknown or not self.inputs:
+            raise ValueError(f"method {self.name!r}: inputs must be a non-empty subset of {INPUTS}, got {sorted(self.inputs)}")
+        if self.passes < 1:
+            raise ValueError(f"method {self.name!r}: passes must be >= 1, got {self.passes}")

@@ -3,7 +3,7 @@
 "Learning to Maximize Mutual Information for Chain-of-Thought Distillation" (Findings of ACL 2024)
 keeps DSS's two tasks ("predict: x -> label", "explain: x -> rationale") and adds a term tying the
 two heads' output distributions together. As in the authors' released code (the form this file
-implements; see /work/shared/METHODS.md):
+implements):
 
     a = max_t softmax(pred_logits)_t .detach()     [B, V]   (label pass, no gradient)
     b = max_t softmax(expl_logits)_t               [B, V]   (rationale pass)
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,20 +29,24 @@ from harness.student import Student
 from harness.training import Item, TrainContext, TrainResult
 from methods import dss
 from methods.base import MethodDef
-from methods.finetune import nll_loss
+from methods.common import Reduction
 
 CITATION = "Chen et al. 2024, Learning to Maximize Mutual Information for Chain-of-Thought Distillation, Findings of ACL, arXiv 2403.03348"
 
 
 @dataclass(frozen=True)
-class MIConfig(dss.DSSConfig):
-    """DSS's fields (alpha 0.5, prefixes) plus the MI term's weight and switch."""
+class MIConfig:
+    """DSS's four fields (the same defaults) plus the MI term's weight and switch."""
 
+    alpha: float = 0.5  # weight of the label-prediction loss, as dss
+    predict_prefix: str = "predict: "
+    explain_prefix: str = "explain: "
+    rationale: Literal["any", "positive_only"] = "any"  # as dss: the teacher chain whatever its label
     beta: float = 0.1  # weight of the MI cross-entropy term (authors' code)
     mi_term: bool = True  # False: exactly DSS
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        dss.check_two_tasks(self)
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
 
@@ -69,15 +74,16 @@ def mi_loss(
     return F.cross_entropy(b, a)
 
 
-def loss_fn(cfg: MIConfig):
+def loss_fn(cfg: MIConfig, reduction: Reduction = "sequence"):
     def loss(student: Student, batch: Sequence[Item]) -> tuple[torch.Tensor, dict[str, float]]:
-        p, e = dss.score_tasks(student, batch, cfg)
-        pred = nll_loss(p.token_nll(), p.mask)
-        expl = nll_loss(e.token_nll(), e.mask)
+        passes = dss.score_tasks(student, batch, cfg)
+        pred, expl = dss.task_losses(passes, reduction)
         total = dss.dss_loss(pred, expl, cfg.alpha)
         metrics = {"pred_loss": pred.item(), "expl_loss": expl.item()}
-        if cfg.mi_term:
-            mi = mi_loss(p.logits, p.mask, e.logits, e.mask)
+        if cfg.mi_term and passes.explain is not None:
+            # the term ties each row's two passes: only rows with a rationale have both
+            p, e, rows = passes.predict, passes.explain, passes.explained
+            mi = mi_loss(p.logits[rows], p.mask[rows], e.logits, e.mask)
             total = total + cfg.beta * mi
             metrics["mi_loss"] = mi.item()
         return total, metrics
@@ -86,9 +92,12 @@ def loss_fn(cfg: MIConfig):
 
 
 def train(ctx: TrainContext, cfg: MIConfig) -> TrainResult:
-    return ctx.fit(dss.items(ctx), loss_fn(cfg))
+    return ctx.fit(dss.items(ctx, cfg), loss_fn(cfg, ctx.config.loss_reduction))
 
 
 METHOD = MethodDef(
-    "mi", MIConfig, train, dss.test_input, CITATION, "gold labels + teacher positives (rationales), as dss"
+    "mi", MIConfig, train, dss.test_input, CITATION,
+    "gold labels + a teacher chain's rationale, as dss",
+    inputs=frozenset({"gold", "positives", "negatives"}),
+    passes=2,
 )

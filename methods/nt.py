@@ -5,14 +5,13 @@ training (He & Glass 2020, "Negative Training for Neural Dialogue Response Gener
 arXiv 1903.02134): the likelihood of a negative sample is minimised (gradient ascent on its NLL),
 while positive samples keep ordinary maximum likelihood so the model stays fluent.
 
-TDG's description of this baseline is not among the project's seeds (/work/shared/seeds holds its
-abstract and a summary) and METHODS.md only names it, so this is the standard form, precisely:
+TDG only names this baseline, so this is He & Glass's standard form, precisely:
 - items are the teacher chains of each train example, positives and negatives, in one shuffled
   pool (as mix / ul), each negative flagged;
 - a positive row contributes its mean token NLL, -1/|y| sum_t log p(y_t | y_<t, x);
 - a negative row contributes -weight * its mean token NLL, i.e. +weight/|y| sum_t log p(y_t|...)
   (He & Glass's L_NEG = log P(y_neg | x), minimised), weight 1.0;
-- rows are averaged over the batch (per-sequence means, as finetune.nll_loss, so gradient
+- rows are averaged over the batch (per-sequence means, as common.nll_loss, so gradient
   accumulation stays exact).
 This objective is unbounded below: a negative chain's NLL can grow without limit. He & Glass
 rely on few negative updates; here the shared loop's gradient clipping (max_grad_norm) bounds each
@@ -30,7 +29,8 @@ import torch
 from harness.student import Student
 from harness.training import Item, TrainContext, TrainResult
 from methods.base import MethodDef
-from methods.single_task import chain_items, score_flagged, test_input
+from methods.common import Reduction, chain_items, reduce_tokens, score_flagged
+from methods.finetune import test_input  # the task's own input
 
 CITATION = (
     "Li et al. 2024, Turning Dust into Gold (TDG), AAAI, arXiv 2312.12832 (NT baseline); "
@@ -59,24 +59,25 @@ def nt_loss(
     negative: torch.Tensor,
     weight: float = 1.0,
     nll_cap: float | None = None,
+    reduction: Reduction = "sequence",
 ) -> torch.Tensor:
     """L = 1/B [ sum_{b pos} 1/|y_b| sum_t -log p(y_b,t | y_b,<t, x_b)
                - weight * sum_{b neg} 1/|y_b| sum_t min(-log p(y_b,t | y_b,<t, x_b), nll_cap) ]
 
     token_nll, mask: [B, T] (token_nll 0 where mask is False); negative: [B] bool -> scalar.
-    nll_cap None: no clamp. With no negative row this is finetune.nll_loss exactly.
+    nll_cap None: no clamp. That is reduction "sequence"; "token" divides the same per-token
+    terms by the batch's target token count (methods.common.reduce_tokens). With no negative
+    row this is common.nll_loss exactly.
     """
-    length = mask.sum(1).clamp(min=1)
-    pos = token_nll.sum(1) / length
     capped = token_nll if nll_cap is None else token_nll.clamp(max=nll_cap)
-    neg = capped.sum(1) / length
-    return torch.where(negative, -weight * neg, pos).mean()
+    per_token = torch.where(negative.unsqueeze(1), -weight * capped, token_nll)
+    return reduce_tokens(per_token, mask, reduction)
 
 
-def loss_fn(cfg: NTConfig):
+def loss_fn(cfg: NTConfig, reduction: Reduction = "sequence"):
     def loss(student: Student, batch: Sequence[Item]) -> tuple[torch.Tensor, dict[str, float]]:
         token_nll, mask, negative = score_flagged(student, batch)
-        return nt_loss(token_nll, mask, negative, cfg.weight, cfg.nll_cap), {
+        return nt_loss(token_nll, mask, negative, cfg.weight, cfg.nll_cap, reduction), {
             "neg_share": negative.float().mean().item()
         }
 
@@ -84,9 +85,11 @@ def loss_fn(cfg: NTConfig):
 
 
 def train(ctx: TrainContext, cfg: NTConfig) -> TrainResult:
-    return ctx.fit(chain_items(ctx, negatives=True, max_chains=cfg.max_chains), loss_fn(cfg))
+    return ctx.fit(chain_items(ctx, negatives=True, max_chains=cfg.max_chains), loss_fn(cfg, ctx.config.loss_reduction))
 
 
 METHOD = MethodDef(
-    "nt", NTConfig, train, test_input, CITATION, "teacher positives (NLL) + negatives (likelihood minimised)"
+    "nt", NTConfig, train, test_input, CITATION,
+    "teacher positives (NLL) + negatives (likelihood minimised)",
+    inputs=frozenset({"positives", "negatives"}),
 )

@@ -11,13 +11,13 @@ Exactly what is computed (per batch of chain items, see `ul_loss`):
 - a negative row contributes alpha * its mean token unlikelihood, the "negative candidates" of
   Welleck et al.'s token-level loss being the negative chain's own token at each position
   (teacher-forced on the negative chain's prefix);
-- rows are averaged over the batch (per-sequence means, as finetune.nll_loss, so gradient
-  accumulation stays exact; Welleck et al. sum over tokens).
+- rows are averaged over the batch (per-sequence means, as common.nll_loss, so gradient
+  accumulation stays exact; Welleck et al. sum over tokens); train.loss_reduction: token
+  gives one mean over all target tokens.
 Numerical safety: 1 - p is computed as -expm1(log p) and clamped below at `eps` (1e-6), so a
 token the model is sure of costs at most -log(eps) ~ 13.8 and never gives inf or NaN; the clamp
 also stops its gradient there.
-Source note: TDG's baseline paragraph is not among the project's seeds (/work/shared/seeds holds
-its abstract and a summary); this follows /work/shared/METHODS.md ("unlikelihood on negative
+Source note: this follows TDG's one-line description of the baseline ("unlikelihood on negative
 tokens") and Welleck et al.'s token-level form. alpha 1.0 is Welleck et al.'s token-level setting.
 """
 
@@ -31,7 +31,8 @@ import torch
 from harness.student import Student
 from harness.training import Item, TrainContext, TrainResult
 from methods.base import MethodDef
-from methods.single_task import chain_items, score_flagged, test_input
+from methods.common import Reduction, chain_items, reduce_tokens, score_flagged
+from methods.finetune import test_input  # the task's own input
 
 CITATION = (
     "Li et al. 2024, Turning Dust into Gold (TDG), AAAI, arXiv 2312.12832 (UL baseline); "
@@ -64,30 +65,39 @@ def unlikelihood(token_nll: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 def ul_loss(
-    token_nll: torch.Tensor, mask: torch.Tensor, negative: torch.Tensor, alpha: float = 1.0, eps: float = 1e-6
+    token_nll: torch.Tensor,
+    mask: torch.Tensor,
+    negative: torch.Tensor,
+    alpha: float = 1.0,
+    eps: float = 1e-6,
+    reduction: Reduction = "sequence",
 ) -> torch.Tensor:
     """L = 1/B [ sum_{b pos} 1/|y_b| sum_t -log p(y_b,t | y_b,<t, x_b)
                + alpha * sum_{b neg} 1/|y_b| sum_t -log(1 - p(y_b,t | y_b,<t, x_b)) ]
 
     token_nll, mask: [B, T] (token_nll 0 where mask is False); negative: [B] bool -> scalar.
-    With no negative row this is finetune.nll_loss exactly.
+    That is reduction "sequence"; "token" divides the same per-token terms by the batch's target
+    token count instead (methods.common.reduce_tokens). With no negative row this is
+    common.nll_loss exactly.
     """
-    length = mask.sum(1).clamp(min=1)
-    pos = token_nll.sum(1) / length
-    neg = (unlikelihood(token_nll, eps) * mask).sum(1) / length
-    return torch.where(negative, alpha * neg, pos).mean()
+    per_token = torch.where(negative.unsqueeze(1), alpha * unlikelihood(token_nll, eps) * mask, token_nll)
+    return reduce_tokens(per_token, mask, reduction)
 
 
-def loss_fn(cfg: ULConfig):
+def loss_fn(cfg: ULConfig, reduction: Reduction = "sequence"):
     def loss(student: Student, batch: Sequence[Item]) -> tuple[torch.Tensor, dict[str, float]]:
         token_nll, mask, negative = score_flagged(student, batch)
-        return ul_loss(token_nll, mask, negative, cfg.alpha, cfg.eps), {"neg_share": negative.float().mean().item()}
+        return ul_loss(token_nll, mask, negative, cfg.alpha, cfg.eps, reduction), {"neg_share": negative.float().mean().item()}
 
     return loss
 
 
 def train(ctx: TrainContext, cfg: ULConfig) -> TrainResult:
-    return ctx.fit(chain_items(ctx, negatives=True, max_chains=cfg.max_chains), loss_fn(cfg))
+    return ctx.fit(chain_items(ctx, negatives=True, max_chains=cfg.max_chains), loss_fn(cfg, ctx.config.loss_reduction))
 
 
-METHOD = MethodDef("ul", ULConfig, train, test_input, CITATION, "teacher positives (NLL) + negatives (unlikelihood)")
+METHOD = MethodDef(
+    "ul", ULConfig, train, test_input, CITATION,
+    "teacher positives (NLL) + negatives (unlikelihood)",
+    inputs=frozenset({"positives", "negatives"}),
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -41,9 +41,10 @@ TASKS: dict[str, Callable[..., Task]] = {
 
 
 def task_options(name: str) -> dict[str, Any]:
-    """Option name -> default for a registered task."""
+    """Option name -> default for a registered task: its constructor's keyword arguments."""
     cls = lookup(TASKS, name, "task")
-    return {f.name: f.default for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    params = inspect.signature(cls).parameters.values()
+    return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def get_task(name: str, **options: Any) -> Task:

@@ -1,9 +1,20 @@
-"""The Task interface every file in tasks/ implements."""
+"""The Task contract: everything the harness reads of a task, in one place.
+
+A task is one file in `tasks/` with a class registered in `tasks.TASKS`. The class is built from
+a spec's options (`get_task(name, **options)`), so its constructor's keyword arguments are its
+options. It must provide the members of `Task` below; `TaskDefaults` gives the optional ones
+a default (inherit it, or one of the shared bases that do: `checking.NumericAnswers`,
+`files.WordProblemFiles`). README "Adding a task" walks through a jsonl task.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import dataclasses
+import random
+from collections.abc import Sequence
+from typing import Any, Protocol
 
+from harness.errors import UserError
 from harness.types import Example
 
 SPLITS = ("train", "valid", "test")
@@ -13,7 +24,8 @@ class Task(Protocol):
     """A benchmark task: data, prompts, answer extraction and checking.
 
     `version` changes whenever loading or gold answers change; `prompt_version` whenever the
-    teacher prompt or the student input format changes. Both are part of every cache key.
+    teacher prompt or the student input format changes. Both, and `options()`, are part of every
+    cache key.
     """
 
     name: str
@@ -43,3 +55,56 @@ class Task(Protocol):
     def equivalent(self, pred: str | None, gold: str) -> bool:
         """Whether a predicted answer matches the gold answer (None never matches)."""
         ...
+
+    # --- optional: TaskDefaults gives each a default -------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        """The options this task was built with (JSON values): they enter every cache key."""
+        ...
+
+    def skipped(self) -> Sequence[str]:
+        """One message per malformed data row left out under `skip_bad` (none by default)."""
+        ...
+
+    def data_root(self) -> str | None:
+        """The folder the task reads its files from (teacher releases are looked for beside it)."""
+        ...
+
+    @property
+    def writes_chains(self) -> bool:
+        """Whether `write_chain` works: procedural tasks that can write a worked solution."""
+        ...
+
+    def write_chain(self, example: Example, slip_rng: random.Random | None = None) -> tuple[str, str]:
+        """(chain, its final answer): the task's own worked solution (the `oracle` teacher); with
+        `slip_rng`, one plausible wrong step (a negative)."""
+        ...
+
+
+class TaskDefaults:
+    """Defaults for the optional members of the Task contract."""
+
+    def options(self) -> dict[str, Any]:
+        if dataclasses.is_dataclass(self):
+            return dataclasses.asdict(self)
+        # a key without the task's options would silently share caches across option values
+        raise TypeError(f"task {type(self).__name__} is not a dataclass: define options() for its cache keys")
+
+    def skipped(self) -> Sequence[str]:
+        return ()
+
+    def data_root(self) -> str | None:
+        return getattr(self, "data_dir", None)
+
+    @property
+    def writes_chains(self) -> bool:
+        return type(self).write_chain is not TaskDefaults.write_chain
+
+    def write_chain(self, example: Example, slip_rng: random.Random | None = None) -> tuple[str, str]:
+        name = getattr(self, "name", type(self).__name__)
+        raise UserError(f"teacher 'oracle' only works for procedural tasks: task {name!r} cannot write its own chains")
+
+
+def task_key(task: Task) -> dict[str, Any]:
+    """What identifies a task's data, prompts and checking in every cache key."""
+    return {"name": task.name, "version": task.version, "prompt_version": task.prompt_version, "options": task.options()}

@@ -11,6 +11,7 @@ Canonical number format (one string per rational value):
 
 from __future__ import annotations
 
+import ast
 import atexit
 import dataclasses
 import functools
@@ -26,6 +27,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+from tasks.base import TaskDefaults
 
 MAX_DIGITS = 100  # longer numbers are not answers, and Fraction on them is not free
 _MAX_NUMBER_TEXT = 300  # cheap length cut before any regex runs
@@ -118,6 +121,28 @@ def extract_answer(text: str, *, last_number_fallback: bool = True) -> str | Non
     if last_number_fallback:
         return last_number(text)
     return None
+
+
+# The closing answer statement of a chain: "The answer is X.", "So the answer is (c) ...",
+# "Therefore, the final answer is ...", a GSM8K "#### X" line.
+_STATEMENT = re.compile(
+    r"(?:(?:so|thus|therefore|hence),?\s+)?the\s+(?:final\s+)?answer\s+is(?![a-z])|####", re.IGNORECASE
+)
+
+
+def split_statement(text: str) -> tuple[str, str] | None:
+    """(rationale, statement) of a chain, cut where its last answer statement starts.
+
+    "3 + 4 = 7. The answer is 7." -> ("3 + 4 = 7.", "The answer is 7."). None when the text has no
+    answer statement (e.g. a MATH chain whose answer is only in a \\boxed{}): it is all rationale.
+    The rationale may be empty (a chain that only states its answer).
+    """
+    last = None
+    for last in _STATEMENT.finditer(text):
+        pass
+    if last is None:
+        return None
+    return text[: last.start()].rstrip(), text[last.start() :].strip()
 
 
 # --- numbers ----------------------------------------------------------------------------
@@ -246,7 +271,45 @@ def equivalent(pred: str | None, gold: str) -> bool:
     return abs(a - b) <= Fraction(REL_TOL) * max(abs(a), abs(b))
 
 
-class NumericAnswers:
+def evaluate_expression(expr: str) -> Fraction | None:
+    """The exact value of an arithmetic expression of numbers, + - * / and parentheses ("( 84.0 /
+    2.0 )" -> 42), or None when it is anything else (names, calls, powers, division by zero, over
+    200 characters). Walks the parsed syntax tree: never evals."""
+    if len(expr) > 200:
+        return None
+    try:
+        tree = ast.parse(expr.strip(), mode="eval")
+    except (SyntaxError, ValueError):
+        return None
+
+    def ev(node: ast.AST) -> Fraction:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return Fraction(str(node.value)) if isinstance(node.value, float) else Fraction(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+            v = ev(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            a, b = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Add):
+                return a + b
+            if isinstance(node.op, ast.Sub):
+                return a - b
+            if isinstance(node.op, ast.Mult):
+                return a * b
+            if b == 0:
+                raise ZeroDivisionError
+            return a / b
+        raise ValueError("not arithmetic")
+
+    try:
+        return ev(tree)
+    except (ValueError, ZeroDivisionError, RecursionError):
+        return None
+
+
+class NumericAnswers(TaskDefaults):
     """student_input/extract/canonical/equivalent for tasks whose answers are numbers: the
     question as the student input, and this module's extraction and equivalence. A task with a
     `last_number_fallback` option (default on) can switch off reading the last number as the
@@ -1001,15 +1064,6 @@ def sympy_pool() -> SympyPool:
             _POOL = SympyPool()
             atexit.register(_POOL.close)
         return _POOL
-
-
-def shutdown_sympy_pool() -> None:
-    """Stop the shared pool's workers now (a later check starts a fresh pool)."""
-    global _POOL
-    with _POOL_LOCK:
-        pool, _POOL = _POOL, None
-    if pool is not None:
-        pool.close()
 
 
 _SYMPY_CACHE: dict[tuple[str, str], bool] = {}

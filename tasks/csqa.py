@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 from harness.errors import UserError, unknown
 from harness.types import Example
 from tasks import files, hub
+from tasks.base import TaskDefaults
 
 VALID_SHARE = 0.10  # share of CSQA train carved out as valid
 LETTERS = "abcde"
@@ -124,7 +125,7 @@ def format_input(question: str, choices: tuple[str, ...]) -> str:
 
 
 @dataclass(frozen=True)
-class CSQATask:
+class CSQATask(TaskDefaults):
     """Five-way multiple-choice commonsense questions."""
 
     data_dir: str | None = None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError, unknown
+from tasks.base import TaskDefaults
 
 log = logging.getLogger("distillbench.tasks")
 
@@ -296,7 +297,7 @@ def find_source(
     return cands[0][0], base
 
 
-class WordProblemFiles:
+class WordProblemFiles(TaskDefaults):
     """load/skipped/prompt for a word-problem task read from files: the class defines
     `_loaded()` (its cached `(splits, skipped)`) and gets the rest from here."""
 

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 from harness.errors import UserError, unknown
 from harness.types import Example
 from tasks import checking, files, hub
-from tasks.base import SPLITS
+from tasks.base import SPLITS, TaskDefaults
 
 log = logging.getLogger("distillbench.tasks")
 
@@ -51,7 +51,6 @@ TEST_500 = "prm800k_math_splits/test.jsonl"
 TDG_DEFAULT = ("tdg", "GPT3.5-turbo-MATH")
 TDG_PREFIX = "Problem:\n"
 HF_MATH = "EleutherAI/hendrycks_math"
-HF_MATH500 = "HuggingFaceH4/MATH-500"
 SUBJECT_CONFIGS = (
     "algebra",
     "counting_and_probability",
@@ -162,7 +161,7 @@ def math_prompt(problem: str) -> str:
 
 
 @dataclass(frozen=True)
-class _MathBase:
+class _MathBase(TaskDefaults):
     """Shared options, prompting, extraction and checking of "math" and "math500"."""
 
     data_dir: str | None = None

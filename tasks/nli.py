@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from harness.errors import UserError, unknown
 from harness.types import Example
 from tasks import files, hub
-from tasks.base import SPLITS
+from tasks.base import SPLITS, TaskDefaults
 
 LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")  # index = HF int label
 
@@ -121,7 +121,7 @@ class NLIData:
     convert: Callable[[dict[str, Any], str, str, int], Example]  # (row, loc, split, index)
 
 
-class NLITask:
+class NLITask(TaskDefaults):
     """Mixed into the NLI task dataclasses: options check, loading, prompts and answer checking."""
 
     data: ClassVar[NLIData]

@@ -21,8 +21,18 @@ With hf_dataset the hub's own split is used: test = hub test (300); hub train (7
 into train/valid by the same files.hash_split (same salt as "dss", so an id's side depends on
 the id alone). split_source="dss" together with hf_dataset is an error.
 
-Ids are "svamp-<ID>" (e.g. svamp-chal-1); question = Body + " " + Question; the gold answer
-is the canonical form of Answer (e.g. 51.0 -> "51").
+Ids are "svamp-<ID>" (e.g. svamp-chal-1); question = Body + " " + Question.
+
+Labels (`label`):
+- "number" (default): the gold answer is the canonical form of Answer (e.g. 51.0 -> "51").
+- "equation": the gold answer is the Equation as written (e.g. "( 84.0 / 2.0 )"), the label
+  Distilling-step-by-step and QCRD train and score (their paper grids use it). Answers are
+  compared by value: both sides are evaluated exactly by checking.evaluate_expression (numbers,
+  + - * / and parentheses; never eval), so "(84 / 2)", "42" and "( 84.0 / 2.0 )" agree. An
+  output is read as its stated answer ("The answer is (84 / 2).") or, when it states none, as a
+  whole (the predict head writes the bare expression). One SVAMP row disagrees with itself:
+  chal-680's Equation gives 5 while its Answer says 1; the equation label follows the Equation,
+  as DSS does.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from tasks import checking, files, hub
 
 FILE = "SVAMP.json"
 SPLIT_SOURCES = ("full", "dss")
+LABELS = ("number", "equation")
 VALID_SHARE = 0.10  # share of the DSS train 800 (or the hub train 700) carved out as valid
 VALID_SALT = "svamp-dss-valid"
 
@@ -52,6 +63,7 @@ class SVAMPTask(files.WordProblemFiles, checking.NumericAnswers):
     split_source: str = "full"
     dss_dir: str | None = None
     hf_dataset: str | None = None  # e.g. "ChilleD/SVAMP" (its train/test split), instead of data_dir
+    label: str = "number"  # "equation": the Equation is the gold answer, compared by value (DSS/QCRD)
 
     name: ClassVar[str] = "svamp"
     version: ClassVar[str] = "1"
@@ -62,6 +74,8 @@ class SVAMPTask(files.WordProblemFiles, checking.NumericAnswers):
         hub.check_source(self.name, self.data_dir, self.hf_dataset)
         if self.split_source not in SPLIT_SOURCES:
             raise unknown("split_source for task 'svamp'", str(self.split_source), SPLIT_SOURCES)
+        if self.label not in LABELS:
+            raise unknown("label for task 'svamp'", str(self.label), LABELS)
         if self.dss_dir is not None and not isinstance(self.dss_dir, str):
             raise UserError(f"task 'svamp': dss_dir must be a path string, got {self.dss_dir!r}")
         if self.hf_dataset is not None and (self.split_source != "full" or self.dss_dir is not None):
@@ -73,17 +87,47 @@ class SVAMPTask(files.WordProblemFiles, checking.NumericAnswers):
     def _loaded(self) -> tuple[dict[str, tuple[Example, ...]], tuple[str, ...]]:
         return _load(self)
 
+    # --- equation labels: answers are expressions, compared by their exact value ---------------
 
-def _example(row: dict[str, Any], loc: str) -> Example:
+    def extract(self, text: str) -> str | None:
+        if self.label == "number":
+            return super().extract(text)
+        stated = checking.answer_is(text)
+        if stated is not None:
+            return stated
+        whole = text.strip().rstrip(".").strip()
+        return whole if checking.evaluate_expression(whole) is not None else super().extract(text)
+
+    def canonical(self, answer: str) -> str:
+        value = checking.evaluate_expression(answer) if self.label == "equation" else None
+        return checking.format_number(value) if value is not None else super().canonical(answer)
+
+    def equivalent(self, pred: str | None, gold: str) -> bool:
+        if self.label == "number" or pred is None:
+            return super().equivalent(pred, gold)
+        a, b = checking.evaluate_expression(pred), checking.evaluate_expression(gold)
+        if a is None or b is None:
+            return super().equivalent(pred, gold)
+        return a == b
+
+
+def _example(row: dict[str, Any], loc: str, label: str = "number") -> Example:
     """The Example of one SVAMP row (from SVAMP.json or the hub): both sources use this."""
     raw_id = files.require(row, "ID", loc, str)
     body = files.require(row, "Body", loc, str)
     question = files.require(row, "Question", loc, str)
+    number = files.number_answer(files.require(row, "Answer", loc, (int, float)), loc)
+    answer = number
+    if label == "equation":
+        answer = files.require(row, "Equation", loc, str).strip()
+        if checking.evaluate_expression(answer) is None:
+            raise files.RowError(f"{loc}: Equation {answer!r} is not an arithmetic expression")
     return Example(
         id=f"svamp-{raw_id}",
         question=f"{body.strip()} {question.strip()}",
-        answer=files.number_answer(files.require(row, "Answer", loc, (int, float)), loc),
+        answer=answer,
         meta={
+            **({"answer_number": number} if label == "equation" else {}),
             "equation": row.get("Equation"),
             "type": row.get("Type"),
             # The DSS files write the input as Body + "\n" + Question; kept to match them.
@@ -144,7 +188,7 @@ def _hub(task: SVAMPTask, skipped: list[str]) -> dict[str, tuple[Example, ...]]:
 
         def one(row: dict[str, Any], split: str = split, seen: set[str] = seen) -> Example:
             loc = hub.where(dataset, None, split, row["_line"])
-            ex = _example(row, loc)
+            ex = _example(row, loc, task.label)
             if ex.id in seen:
                 raise files.RowError(f"{loc}: duplicate id {ex.id!r}")
             seen.add(ex.id)
@@ -162,7 +206,7 @@ def _load(task: SVAMPTask) -> tuple[dict[str, tuple[Example, ...]], tuple[str, .
         return _hub(task, skipped), tuple(skipped)
     folder = files.resolve_data_dir(task.data_dir, task.name, FILE, subdir="svamp", marker=FILE)
     path = files.require_file(folder, FILE, task.name)
-    full, skipped = files.json_list_examples(path, task.name, task.skip_bad, _example)
+    full, skipped = files.json_list_examples(path, task.name, task.skip_bad, functools.partial(_example, label=task.label))
     if task.split_source == "full":
         splits = {"train": (), "valid": (), "test": tuple(full)}
     else:

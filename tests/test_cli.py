@@ -126,7 +126,8 @@ def test_run_command_prints_the_table(tmp_path):
     r = cli("run", "runs/smoke.yaml", "--store", str(tmp_path / "s"), "--quiet",
             "task.n_train=100", "task.n_valid=10", "task.n_test=20", "train.steps=2", "train.eval_every=1", "train.batch_size=8")
     assert r.returncode == 0, r.stderr
-    assert "smoke: test accuracy on arith" in r.stdout and "majority@4" in r.stdout and "best cell: smoke" in r.stdout
+    assert "smoke: test accuracy on arith" in r.stdout and "majority@4" in r.stdout
+    assert "best cell (picked on valid accuracy" in r.stdout and "): smoke (" in r.stdout
     assert (tmp_path / "s" / "mlflow.db").exists()
 
 
@@ -171,3 +172,38 @@ def test_teacher_import_dss_reports_the_palm_agreement_and_stores_a_bank(tmp_pat
     assert "agreement: 0.656" in r.stdout and "│ chains" in r.stdout
     r = cli(*args)  # importing again reuses the bank
     assert r.returncode == 0 and len(list((tmp_path / "banks").iterdir())) == 1
+
+
+@pytest.mark.skipif(not (SHARED / "dss").is_dir(), reason="needs ../shared/data/dss (the DSS release) beside the checkout")
+@pytest.mark.parametrize(
+    ("spec", "students", "methods", "batch", "lr"),
+    [
+        ("runs/paper-qcrd-t5.yaml", ["google/t5-v1_1-base", "google/t5-v1_1-small"], ["finetune", "single_task", "dss", "mi"], "8x1", "1e-05"),
+        ("runs/paper-dss-t5.yaml", ["google/t5-v1_1-base"], ["finetune", "single_task", "dss"], "64x1", "5e-05"),
+    ],
+)
+def test_paper_grids_dry_run_lists_every_cell(spec, students, methods, batch, lr):
+    """Each paper grid: every student x task x method cell, with the data counts, the teacher and
+    the papers' training form (fp32, token-mean loss, SVAMP equation labels)."""
+    r = cli("grid", spec, "--dry-run", "--data-dir", str(SHARED))
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if " task=" in line]
+    assert len(lines) == len(students) * 4 * len(methods)
+    counts = {
+        "svamp[split_source=dss,label=equation]": "(702/98/200 train/valid/test)",
+        "csqa[source=dss]": "(8773/968/1221 train/valid/test)",
+        "anli": "(-/1000/1000 train/valid/test; MISSING train",
+        "esnli[source=dss]": "(-/9842/9824 train/valid/test; MISSING train",
+    }
+    for student in students:
+        for task, count in counts.items():
+            for method in methods:
+                hits = [
+                    line for line in lines
+                    if f" task={task} {count}" in line and f" method={method} " in line and f"student={student}/t5 " in line
+                ]
+                assert len(hits) == 1, (student, task, method)
+                line = hits[0]
+                assert "teacher=dss(k=1, label=gold)" in line
+                assert f"batch={batch} lr={lr} bf16=False loss=token" in line and "steps=10000" in line
+    assert f"{len(lines)} cells, {len(lines) // 2} with missing data" in r.stdout

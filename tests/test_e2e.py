@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from rich.console import Console
 
 from harness.config import load_grid
-from harness.grid import run_grid
+from harness.grid import print_table, run_grid
 from harness.store import Store
 from leaderboard.data import best_cell, load_cells
 
@@ -24,9 +25,9 @@ SHORT = [
 def test_short_demo_grid_logs_everything_and_resumes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a stray ./mlruns would appear here
     store = Store(tmp_path / "store")
-    grid = load_grid(ROOT / "runs" / "demo.yaml", SHORT)
+    grid = load_grid(ROOT / "runs" / "demo.yaml", SHORT + ["grid.seed=[0, 1]"])
     results = run_grid(grid, "demo", store, show_progress=False)
-    assert len(results) == 4 and not any(r.skipped for r in results)
+    assert len(results) == 4 and not any(r.skipped for r in results)  # 2 methods x 2 seeds
     assert not (tmp_path / "mlruns").exists()
 
     cells = load_cells(store.tracking_uri, "demo")
@@ -34,6 +35,7 @@ def test_short_demo_grid_logs_everything_and_resumes(tmp_path, monkeypatch):
     client = MlflowClient(store.tracking_uri)
     for c in cells:
         assert set(c.acc) == {"greedy", "majority@8"} and set(c.untrained) == {"greedy", "majority@8"}
+        assert set(c.valid) == {"greedy", "majority@8"}  # every scheme on valid: what picks the best cell
         for acc, lo, hi in c.acc.values():
             assert 0 <= lo <= acc <= hi <= 1
         assert 0 <= c.baseline <= 1 and not math.isnan(c.train_seconds)
@@ -41,6 +43,7 @@ def test_short_demo_grid_logs_everything_and_resumes(tmp_path, monkeypatch):
         assert run.data.params["train.steps"] == "4" and run.data.params["task.name"] == "arith"
         tags = run.data.tags
         assert tags["task_version"] and tags["prompt_version"] and tags["git_revision"]
+        assert int(tags["torch_threads"]) >= 1 and tags["cpu"] and tags["gpu"] and tags["torch_version"]
         assert len(client.get_metric_history(c.run_id, "train/loss")) == 2  # steps 2 and 4
         assert len(client.get_metric_history(c.run_id, "valid")) == 2
         # the predictions artifact holds every chain: 1 greedy + 8 sampled per test example
@@ -54,7 +57,15 @@ def test_short_demo_grid_logs_everything_and_resumes(tmp_path, monkeypatch):
         assert sorted(m.step for m in curve) == list(range(1, 9))
         assert len(client.get_metric_history(c.run_id, "test/curve/pass")) == 8
         assert run.info.artifact_uri.startswith((store.root / "mlartifacts").as_uri())
-    assert best_cell(cells) is not None
+    v = best_cell(cells)
+    assert v is not None and v.selected_on == "valid" and v.n == 2
+    # the table: each seed's interval, then each method's mean ± std over its seeds
+    console = Console(record=True, width=300)
+    print_table(store.tracking_uri, "demo", console)
+    text = console.export_text()
+    for method in ("finetune", "dss"):
+        assert f"method={method},seed=0" in text and f"method={method}: mean ± std, n=2" in text
+    assert "best cell (picked on valid" in text and "points on seed means" in text and "ran on: " in text
 
     # a second run of the same grid skips every finished cell and trains nothing
     again = run_grid(grid, "demo", store, show_progress=False)
@@ -75,7 +86,8 @@ def test_cached_checkpoint_is_reused_with_its_curves(tmp_path):
     a, b = load_cells(store.tracking_uri, "a")[0], load_cells(store.tracking_uri, "b")[0]
     assert a.acc == b.acc
     client = MlflowClient(store.tracking_uri)
-    hist = lambda run_id: [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")]
+    def hist(run_id):
+        return [(m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")]
     assert hist(first.run_id) == hist(second.run_id)
 
 

@@ -23,8 +23,8 @@ def test_paper_grid_dry_run_lists_cells_costs_and_what_is_missing(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     cells = [x for x in lines if x.startswith("model=")]
-    assert len(cells) == 24  # 2 students x 4 tasks x 3 methods
-    assert "24 cells" in r.stdout and "24 with missing weights" in r.stdout
+    assert len(cells) == 32  # 2 students x 4 tasks x 4 methods
+    assert "32 cells" in r.stdout and "32 with missing weights" in r.stdout
     assert all("weights MISSING (not in the local HF cache" in x for x in cells)
     assert all("steps=10000 batch=8x1" in x and "GPU-h est." in x for x in cells)
     assert any("247.6M params" in x for x in cells) and any("77.0M params" in x for x in cells)
@@ -33,5 +33,5 @@ def test_paper_grid_dry_run_lists_cells_costs_and_what_is_missing(tmp_path):
         anli = next(x for x in cells if "task=anli," in x)
         assert "MISSING train" in anli and "anli1_train.json" in anli
         assert "702/98/200 train/valid/test" in next(x for x in cells if "task=svamp," in x)
-        assert "12 with missing data" in r.stdout
+        assert "16 with missing data" in r.stdout
     assert not (tmp_path / "hf" / "hub").exists() or not any((tmp_path / "hf" / "hub").iterdir())

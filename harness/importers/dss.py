@@ -18,18 +18,19 @@ Completions run on into the next few-shot exemplar; each is cut with DSS's own r
 A split into other than exactly two parts, or no label, means unparsable: the chain is kept
 with answer=None and correct=False (counted in n_rows, never positive).
 
-Chains: text = the rationale plus an answer statement in the task's own form ("The answer is
-450." for svamp, "So the answer is (c) wooded area." for csqa, "So the answer is neutral."
-for the NLI tasks), so a student trained on it says the answer the task extracts.
+Chains: `rationale` = DSS's rationale (the text before its answer split), `statement` = an
+answer statement in the task's own form ("The answer is 450." for svamp, "The answer is (10 *
+45)." for svamp with label: equation, "So the answer is (c) wooded area." for csqa, "So the
+answer is neutral." for the NLI tasks), text = the two joined, so a student trained on the text
+says the answer the task extracts, and DSS's explain task trains on the rationale alone, as the
+DSS code does. An unparsable completion keeps its cut text as the rationale and no statement.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from harness.errors import UserError, unknown
 from harness.types import Chain, Example
 from tasks import checking, csqa, files, nli
 from tasks.base import SPLITS
+from tasks.checking import evaluate_expression
 
 DSS_SOURCE = "teacher:palm-540b (dss)"
 
@@ -142,54 +144,17 @@ def parse_esnli(output: str) -> tuple[str, str | None]:
 PARSERS = {"svamp": parse_svamp, "csqa": parse_cqa, "anli": parse_anli, "esnli": parse_esnli}
 
 
-# --- a safe evaluator for svamp's expressions ----------------------------------------------
-
-
-def evaluate_expression(expr: str) -> Fraction | None:
-    """The exact value of an arithmetic expression of numbers, + - * / and parentheses, or
-    None when it is anything else (names, calls, powers, division by zero). Never evals."""
-    if len(expr) > 200:
-        return None
-    try:
-        tree = ast.parse(expr.strip(), mode="eval")
-    except (SyntaxError, ValueError):
-        return None
-
-    def ev(node: ast.AST) -> Fraction:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return Fraction(str(node.value)) if isinstance(node.value, float) else Fraction(node.value)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
-            v = ev(node.operand)
-            return -v if isinstance(node.op, ast.USub) else v
-        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
-            a, b = ev(node.left), ev(node.right)
-            if isinstance(node.op, ast.Add):
-                return a + b
-            if isinstance(node.op, ast.Sub):
-                return a - b
-            if isinstance(node.op, ast.Mult):
-                return a * b
-            if b == 0:
-                raise ZeroDivisionError
-            return a / b
-        raise ValueError("not arithmetic")
-
-    try:
-        return ev(tree)
-    except (ValueError, ZeroDivisionError, RecursionError):
-        return None
-
-
 # --- labels as answers in the task's form --------------------------------------------------
 
 
-def _answer(task_name: str, label: str, ex: Example) -> str | None:
+def _answer(task_name: str, label: str, ex: Example, task: Any) -> str | None:
     """The task-form answer of a DSS label, or None when it cannot be read as one."""
     if task_name == "svamp":
         value = evaluate_expression(label)
-        return None if value is None else checking.format_number(value)
+        if value is None:
+            return None
+        # an equation-labelled svamp (label: equation, the DSS/QCRD form) states the expression
+        return label.strip() if task.options().get("label") == "equation" else checking.format_number(value)
     if task_name == "csqa":
         choices = [c.strip() for c in ex.choices or ()]
         hits = [i for i, c in enumerate(choices) if c == label.strip()]
@@ -321,12 +286,13 @@ def import_dss(task_name: str, dss_root: Path, split: str, task: Any = None) -> 
         answer = None
         if label is not None:
             n_parsed += 1
-            answer = _answer(task_name, label, ex)
+            answer = _answer(task_name, label, ex, task)
+        statement = ""
         if answer is None:
-            text, correct = rationale, False
+            correct = False
         else:
             n_answered += 1
-            text = f"{rationale} {_statement(task_name, answer)}".strip()
+            statement = _statement(task_name, answer)
             task_correct = bool(task.equivalent(answer, ex.answer))
             correct = _dss_correct(task_name, label, ex) if task_name == "csqa" else task_correct
             n_task_agree += task_correct
@@ -335,10 +301,12 @@ def import_dss(task_name: str, dss_root: Path, split: str, task: Any = None) -> 
             Chain(
                 example_id=ex.id,
                 source=DSS_SOURCE,
-                text=text,
+                text=f"{rationale} {statement}".strip(),
                 answer=answer,
                 correct=correct,
-                n_tokens=len(text.split()),
+                n_tokens=len(f"{rationale} {statement}".split()),
+                rationale=rationale,
+                statement=statement,
                 meta={"raw": raw, "chunk": chunk, "index": j, "label": label, "dss_split": split, "sample": 0},
             )
         )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.teacher import split
 from harness.types import Chain, Example
 from tasks import checking, files
 from tasks import math as math_task
@@ -187,17 +188,16 @@ def import_tdg(
                 n_str_pos += theirs
                 n_str_none += their_answer is None
                 text = gen.removeprefix(SOLUTION_PREFIX).strip()
-                chains.append(
-                    Chain(
-                        example_id=ex.id,
-                        source=TDG_SOURCE,
-                        text=text,
-                        answer=answer,
-                        correct=ours,
-                        n_tokens=len(text.split()),
-                        meta={"sample": k, "file": rel, "line": row["_line"], "string_match": theirs},
-                    )
+                chain = Chain(
+                    example_id=ex.id,
+                    source=TDG_SOURCE,
+                    text=text,
+                    answer=answer,
+                    correct=ours,
+                    n_tokens=len(text.split()),
+                    meta={"sample": k, "file": rel, "line": row["_line"], "string_match": theirs},
                 )
+                chains.append(split(chain))
                 if ours != theirs:
                     differing.append(
                         Difference(

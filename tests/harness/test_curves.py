@@ -106,3 +106,55 @@ def test_shortcuts_equal_the_aggregators(answers: list[str | None], gold: str) -
     for s in SCHEMES:
         want = [np.mean([decide(s, [chains[j] for j in o[:k]]).answer == gold for o in orders]) for k in range(1, 5)]
         assert curves.schemes[s.spec].acc == pytest.approx(want), s.spec
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_scheme_without_a_vectorised_curve_gets_one_from_its_own_decisions(seed: int, monkeypatch) -> None:
+    """A newly registered scheme (no vote weights, no vectorised curve) has a k-curve at once:
+    its own decide run on every prefix. Checked two ways: a throwaway 'first parsed answer'
+    scheme against a hand loop, and 'majority' forced through the same path against its
+    vectorised curve (they must be identical)."""
+    import dataclasses
+
+    from harness import aggregate
+    from harness.aggregate import AGGREGATORS, Decision, SchemeDef
+
+    def first_parsed(chains, groups, arg=None):
+        for i, g in enumerate(groups.ids):
+            if g >= 0:
+                return Decision(groups.answer(g), i + 1)
+        return Decision(None, len(chains))
+
+    monkeypatch.setitem(AGGREGATORS, "first", SchemeDef("first", first_parsed, "the first parsed answer", reports_used=True))
+    plain_majority = dataclasses.replace(AGGREGATORS["majority"], name="plain", weights=None)
+    monkeypatch.setitem(AGGREGATORS, "plain", plain_majority)
+    rnd = random.Random(seed)
+    K, S = 6, 4
+    golds = {f"e{i}": rnd.choice(["1", "2", "3"]) for i in range(5)}
+    chains = {e: make_chains(rnd, K, e) for e in golds}
+    grouped = [prepare(chains[e], golds[e]) for e in golds]
+    first, plain, majority = (aggregate.parse_scheme(s) for s in ("first", "plain", "majority"))
+    curves = scheme_curves(grouped, [first, plain, majority], subsamples=S, seed=seed)
+    assert curves.schemes["plain"].acc == pytest.approx(curves.schemes["majority"].acc, abs=1e-12)
+
+    rng = np.random.default_rng(seed)
+    acc, used = np.zeros(K), np.zeros(K)
+    for e in golds:
+        order = random_orders(rng, S, K)
+        for row in order:
+            for k in range(1, K + 1):
+                d = decide(first, [chains[e][j] for j in row[:k]])
+                acc[k - 1] += d.answer == golds[e]
+                used[k - 1] += d.used
+    n = len(golds) * S
+    assert curves.schemes["first"].acc == pytest.approx((acc / n).tolist(), abs=1e-12)
+    assert curves.schemes["first"].used == pytest.approx((used / n).tolist(), abs=1e-12)
+
+
+def test_greedy_at_1_is_greedy() -> None:
+    s = parse_scheme("greedy@1")
+    assert (s.name, s.k, s.sampled) == ("greedy", None, False)
+    with pytest.raises(UserError, match="one chain per example"):
+        parse_scheme("greedy@2")
+    with pytest.raises(UserError, match=r"takes no ':' argument \(only asc:FLAG, esc:WINDOW do\)"):
+        parse_scheme("majority:2")

@@ -34,6 +34,26 @@ def test_tiny_model_is_deterministic(tmp_path):
         assert na == nb and torch.equal(pa, pb)
 
 
+def test_untrained_token_nll_starts_near_log_vocab(tiny_dir, arith):
+    """A randomly initialised student predicts about uniformly: its mean token NLL on real
+    targets is log(vocab) plus a little (the tiny T5 used to start at ~65 from its std-1.0 tied
+    embedding; build_tiny_model says why it is re-drawn). Both families, on chain targets."""
+    import math
+
+    from harness.student import Student
+
+    family, path = tiny_dir
+    s = Student.load(path)
+    train = arith.load("train")[:64]
+    with torch.no_grad():
+        scored = s.score([e.question for e in train], [arith.write_chain(e)[0] for e in train])
+        nll = (scored.token_nll().sum() / scored.mask.sum()).item()
+    log_v = math.log(s.model.config.vocab_size)
+    assert log_v - 0.05 < nll < log_v + 0.25, (family, nll, log_v)
+    # the initial logits are small and alike in both families (std ~0.02 * sqrt(d_model))
+    assert 0.1 < scored.logits[scored.mask].std(-1).mean().item() < 0.4
+
+
 def test_head_size_below_32_is_refused(tmp_path):
     with pytest.raises(UserError, match="head size"):
         build_tiny_model("t5", ["a b c"], tmp_path, TinyConfig(d_model=64, n_heads=4))

@@ -47,6 +47,24 @@ def test_bootstrap_matches_normal_approximation() -> None:
     assert hi == pytest.approx(0.549, abs=0.01)
 
 
+def test_bootstrap_chunked_path_equals_an_unchunked_reference(monkeypatch) -> None:
+    """Resampling in chunks (bounded memory) draws exactly the resamples of one big index matrix."""
+    import numpy as np
+
+    import harness.scoring as scoring
+
+    x = np.array([i % 3 == 0 for i in range(101)], dtype=np.float64)
+    rng = np.random.default_rng(7)
+    reference = x[rng.integers(0, x.size, size=(1000, x.size))].sum(axis=1) / x.size  # one matrix
+    monkeypatch.setattr(scoring, "_MAX_CELLS", x.size * 7)  # 7 resamples per chunk: 143 chunks
+    chunked = scoring.bootstrap_means(x, 1000, 7)
+    assert np.array_equal(chunked, reference)
+    lo, hi = np.quantile(reference, [0.025, 0.975])
+    assert bootstrap_ci(list(x.astype(bool)), n_resamples=1000, seed=7) == (float(lo), float(hi))
+    monkeypatch.setattr(scoring, "_MAX_CELLS", 10**9)  # one chunk
+    assert np.array_equal(scoring.bootstrap_means(x, 1000, 7), reference)
+
+
 def test_bootstrap_large_input_is_chunked_and_deterministic() -> None:
     data = [i % 3 == 0 for i in range(30_000)]
     assert bootstrap_ci(data, n_resamples=300) == bootstrap_ci(data, n_resamples=300)
@@ -78,7 +96,10 @@ def test_bootstrap_narrows_with_n(pattern: int) -> None:
 def test_most_frequent_baseline_example() -> None:
     train = ["0.5", "3", "1/2", "3", "7"]
     test = ["2/4", "3", "1/2", "9"]
-    key = lambda a: str(Fraction(a))
+
+    def key(a: str) -> str:
+        return str(Fraction(a))
+
     # "0.5" and "1/2" are one canonical answer (2 votes), tied with "3"; 1/2 appears first.
     assert most_frequent_baseline(train, test, key) == ("1/2", 0.5)
     # Without the key "3" is the unique most frequent string.

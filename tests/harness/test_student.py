@@ -10,7 +10,9 @@ from harness.decoding import GREEDY, HFDecoder
 from harness.errors import UserError
 from harness.student import LORA_TARGETS, Student
 from harness.training import TrainConfig, fit
-from methods.finetune import loss as finetune_loss
+from methods.common import item_nll
+
+finetune_loss = item_nll()
 
 ITEMS = [{"input": f"Calculate {i} + 1.", "target": str(i + 1)} for i in range(16)]
 PROMPTS = ["Calculate 3 + 1.", "Calculate 12 - 5."]

@@ -70,7 +70,9 @@ def test_split_bank_none_is_negative():
 
 
 def test_rejects_non_procedural_task_and_bad_rate(arith):
-    class Plain:
+    from tasks.base import TaskDefaults
+
+    class Plain(TaskDefaults):  # a task that cannot write its own chains
         name = "plain"
 
     with pytest.raises(UserError, match="only works for procedural tasks"):

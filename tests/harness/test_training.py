@@ -4,7 +4,9 @@ import torch
 from harness.errors import UserError
 from harness.student import Student
 from harness.training import TrainConfig, fit, lr_lambda, micro_batches
-from methods.finetune import loss as finetune_loss
+from methods.common import item_nll
+
+finetune_loss = item_nll()
 
 
 def test_linear_schedule_with_warmup():
@@ -128,7 +130,8 @@ import json, sys, time
 import torch
 from harness.student import Student
 from harness.training import TrainConfig, fit
-from methods.finetune import loss
+from methods.common import item_nll
+loss = item_nll()
 
 def train(path, out, log_path, lora, sleep, calls=None):
     items = [{"input": f"Calculate {i} + {i % 7}.", "target": str(i + i % 7)} for i in range(24)]

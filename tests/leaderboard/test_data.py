@@ -1,6 +1,8 @@
 import math
 
-from leaderboard.data import Verdict, best_cell, cell_row, table_rows
+import pytest
+
+from leaderboard.data import SeedStats, Verdict, best_cell, cell_row, group_by_seed, group_label, separated, table_rows
 
 METRICS = {
     "test/acc/greedy": 0.40, "test/lo/greedy": 0.35, "test/hi/greedy": 0.45,
@@ -47,3 +49,72 @@ def test_table_rows_one_column_per_scheme():
     header, rows = table_rows([cell_row("demo", "a", TAGS, PARAMS, METRICS)])
     assert header == ["cell", "greedy", "majority@8", "untrained greedy", "untrained majority@8", "most-frequent", "train s"]
     assert rows[0][0] == "method=dss,family=t5" and rows[0][2] == (0.5, 0.45, 0.55) and rows[0][-1] == 61.5
+
+
+def _metrics(test: float, valid: float | None) -> dict[str, float]:
+    m = {**METRICS, "test/acc/greedy": test, "test/lo/greedy": test - 0.04, "test/hi/greedy": test + 0.04}
+    m = {k: v for k, v in m.items() if "majority" not in k}
+    if valid is not None:
+        m.update({"valid/acc/greedy": valid, "valid/lo/greedy": valid - 0.05, "valid/hi/greedy": valid + 0.05})
+    return m
+
+
+def _cell(cell: str, test: float, valid: float | None, seed: int = 0, method: str = "dss") -> object:
+    tags = {**TAGS, "cell": cell, "method": method}
+    params = {"eval.schemes": "['greedy']", "method.name": method, "seed": str(seed)}
+    return cell_row("demo", f"{cell}-{seed}", tags, params, _metrics(test, valid))
+
+
+def test_best_cell_is_picked_on_valid_and_reports_its_test_interval():
+    """Test-best and valid-best differ: the verdict follows valid and reports that cell's test score."""
+    test_best = _cell("method=finetune", test=0.60, valid=0.40, method="finetune")
+    valid_best = _cell("method=dss", test=0.50, valid=0.55)
+    v = best_cell([test_best, valid_best])
+    assert v is not None and v.selected_on == "valid"
+    assert v.cell == "method=dss" and v.scheme == "greedy"
+    assert v.acc == (0.50, 0.50 - 0.04, 0.50 + 0.04) and v.valid == 0.55
+    # the comparison lists the chosen cell first, then the others by test mean
+    assert [c[0] for c in v.comparison] == ["method=dss", "method=finetune"]
+    # the scheme is chosen on valid too
+    a = cell_row("demo", "a", TAGS, PARAMS, {**METRICS, "valid/acc/greedy": 0.6, "valid/acc/majority_k8": 0.5})
+    assert best_cell([a]).scheme == "greedy"  # although majority@8 is higher on test
+    # runs without valid accuracy per scheme (older runs): selected on test, and the verdict says so
+    old = best_cell([_cell("x", 0.3, None), _cell("y", 0.4, None)])
+    assert old is not None and old.cell == "y" and old.selected_on == "test" and math.isnan(old.valid)
+
+
+def test_seeds_group_into_mean_and_std():
+    rows = [_cell(f"method=dss,seed={s}", test=t, valid=v, seed=s) for s, t, v in [(0, 0.50, 0.52), (1, 0.60, 0.58), (2, 0.55, 0.57)]]
+    rows += [_cell(f"method=finetune,seed={s}", test=t, valid=v, seed=s, method="finetune") for s, t, v in [(0, 0.30, 0.31), (1, 0.35, 0.36), (2, 0.40, 0.42)]]
+    groups = group_by_seed(rows)
+    assert [(g.label, g.n) for g in groups] == [("method=dss", 3), ("method=finetune", 3)]
+    st = groups[0].stats("greedy")
+    assert st.n == 3 and st.mean == pytest.approx(0.55) and st.std == pytest.approx(0.05)
+
+    header, body = table_rows(rows)
+    # three seed rows, then the group's mean ± std row, for each group
+    assert [r[0] for r in body] == [
+        "method=dss,seed=0", "method=dss,seed=1", "method=dss,seed=2", "method=dss: mean ± std, n=3",
+        "method=finetune,seed=0", "method=finetune,seed=1", "method=finetune,seed=2", "method=finetune: mean ± std, n=3",
+    ]
+    summary = body[3][header.index("greedy")]
+    assert isinstance(summary, SeedStats) and summary.mean == pytest.approx(0.55) and summary.n == 3
+    assert body[0][header.index("greedy")] == (0.50, 0.46, 0.54)  # each seed keeps its own interval
+
+    v = best_cell(rows)
+    assert v is not None and v.cell == "method=dss" and v.n == 3
+    assert v.valid == pytest.approx((0.52 + 0.58 + 0.57) / 3)
+    assert v.acc[0] == pytest.approx(0.55) and v.acc[1] == pytest.approx(0.46) and v.std == pytest.approx(0.05)
+    assert [c[0] for c in v.comparison] == ["method=dss", "method=finetune"]
+    assert separated(v.comparison[0][2], v.comparison[1][2])  # 0.50 > 0.40
+    assert v.learned
+    # one seed whose interval does not clear the baseline: not learned
+    low = _cell("method=dss,seed=3", test=0.03, valid=0.9, seed=3)
+    assert not best_cell([*rows, low]).learned
+
+
+def test_single_seed_tables_have_no_summary_rows():
+    header, body = table_rows([_cell("method=dss", 0.5, 0.5), _cell("method=finetune", 0.4, 0.4, method="finetune")])
+    assert [r[0] for r in body] == ["method=dss", "method=finetune"]
+    assert SeedStats.of([0.5]).n == 1 and math.isnan(SeedStats.of([0.5]).std)
+    assert SeedStats.of([]).n == 0 and group_label("seed=3") == "seed=3" and group_label("a=1,seed=3,b=2") == "a=1,b=2"

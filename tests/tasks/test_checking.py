@@ -123,3 +123,23 @@ def test_equivalent_symmetric(a, b):
 @given(st.one_of(st.text(), numeric))
 def test_canonical_idempotent(s):
     assert canonical(canonical(s)) == canonical(s)
+
+
+def test_split_statement_cuts_at_the_last_answer_statement():
+    from tasks.checking import split_statement
+
+    assert split_statement("3 + 4 = 7. The answer is 7.") == ("3 + 4 = 7.", "The answer is 7.")
+    assert split_statement("Beavers build dams. So the answer is (c) wooded area.") == (
+        "Beavers build dams.",
+        "So the answer is (c) wooded area.",
+    )
+    assert split_statement("a.\nTherefore, the final answer is 12") == ("a.", "Therefore, the final answer is 12")
+    # the last statement wins; an earlier "answer is" stays in the rationale
+    assert split_statement("The answer is not 3. 2 + 2 = 4. The answer is 4.") == (
+        "The answer is not 3. 2 + 2 = 4.",
+        "The answer is 4.",
+    )
+    assert split_statement("She has 72 clips.\n#### 72") == ("She has 72 clips.", "#### 72")
+    assert split_statement("The answer is 5.") == ("", "The answer is 5.")
+    assert split_statement(r"so x = \boxed{5}") is None  # no statement: all rationale
+    assert split_statement("the answers isn't here") is None

@@ -78,7 +78,7 @@ def test_gold_matches_raw_every_row(splits, data_dir):
     assert n == 9741 + 1221
     ex = s["test"][0]
     assert task.student_input(ex).endswith("\nAnswer Choices: " + " ".join(
-        f"({l}) {c}" for l, c in zip("abcde", ex.choices)))
+        f"({letter}) {c}" for letter, c in zip("abcde", ex.choices)))
     assert task.prompt(ex).endswith(f"Q: {task.student_input(ex)}\nA:")
 
 
@@ -208,7 +208,7 @@ def test_extract_for_and_equivalent():
 
 
 def test_bad_rows(tmp_path):
-    choices = [{"label": l, "text": t} for l, t in zip("ABCDE", "vwxyz")]
+    choices = [{"label": letter, "text": t} for letter, t in zip("ABCDE", "vwxyz")]
     good = {"answerKey": "A", "id": "g1", "question": {"stem": "S?", "choices": choices}}
     (tmp_path / "train_rand_split.jsonl").write_text(json.dumps(good) + "\n")
     (tmp_path / "dev_rand_split.jsonl").write_text(

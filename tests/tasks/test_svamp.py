@@ -159,3 +159,60 @@ def test_hub_bad_rows_and_options(tmp_path, caplog):
     with pytest.raises(UserError, match=r"'ChilleD/SVAMP'.*cannot load.*offline") as e:
         get_task("svamp", hf_dataset="ChilleD/SVAMP").load("test")
     assert "\n" not in str(e.value)
+
+
+# --- label: equation (the DSS / QCRD label) ------------------------------------------------------
+
+
+def test_equation_labels_are_the_dss_labels(dirs):
+    """With label: equation the gold answer is SVAMP's Equation, exactly DSS's label string, and
+    answers are compared by exact value."""
+    task = get_task("svamp", data_dir=dirs[0], split_source="dss", dss_dir=dirs[1], label="equation")
+    number = get_task("svamp", data_dir=dirs[0], split_source="dss", dss_dir=dirs[1])
+    dss_rows = [json.loads(line) for line in (Path(dirs[1]) / "svamp_test.json").read_text().splitlines() if line.strip()]
+    test = task.load("test")
+    assert [ex.answer for ex in test] == [r["label"] for r in dss_rows]
+    assert [ex.id for ex in test] == [ex.id for ex in number.load("test")]
+    pairs = zip(task.load("train") + test, number.load("train") + number.load("test"), strict=True)
+    mismatched = [ex.id for ex, n in pairs if not task.equivalent(n.answer, ex.answer)]
+    assert mismatched == ["svamp-chal-680"]  # the one row whose Equation and Answer disagree (5 vs 1)
+    full = {e.id: e for e in get_task("svamp", data_dir=dirs[0], label="equation").load("test")}
+    assert full["svamp-chal-680"].answer == "( ( 4.0 - 2.0 ) + 3.0 )" and full["svamp-chal-680"].meta["answer_number"] == "1"
+
+
+def test_equation_labels_extract_and_compare_by_value(dirs):
+    task = get_task("svamp", data_dir=dirs[0], label="equation")
+    gold = "( 84.0 / 2.0 )"
+    # the predict head writes the bare expression; a chain states it
+    assert task.extract("( 84.0 / 2.0 )") == gold
+    assert task.extract("He scored 84 in 2 rounds. The answer is (84 / 2).") == "(84 / 2)"
+    assert task.extract("84 / 2 = 42 so 42") == "42"  # no expression as a whole: the last number
+    for same in ("(84 / 2)", "42", "42.0", "(21 * 2)", "( ( 84.0 / 2.0 ) )"):
+        assert task.equivalent(same, gold), same
+    for other in ("(84 * 2)", "41", "(84 / 0)", "", "x + 1"):
+        assert not task.equivalent(other, gold), other
+    assert task.canonical("( 84.0 / 2.0 )") == task.canonical("(21 * 2)") == "42"
+    assert task.canonical("(1 / 3)") == "1/3"
+
+
+def test_equation_labels_never_eval(dirs, tmp_path):
+    """Model output is data: code in an 'equation' is not an arithmetic expression, so it is
+    never run, and compares unequal."""
+    task = get_task("svamp", data_dir=dirs[0], label="equation")
+    marker = tmp_path / "ran"
+    payloads = [
+        f"__import__('pathlib').Path({str(marker)!r}).touch()",
+        f"(1).__class__.__base__.__subclasses__() or open({str(marker)!r}, 'w')",
+        "(9 ** 9 ** 9)",  # powers are not in the grammar: no huge computation either
+        "(" * 300 + "1" + ")" * 300,
+    ]
+    for p in payloads:
+        assert not task.equivalent(p, "( 84.0 / 2.0 )")
+        task.canonical(p)
+        task.extract(p)
+    assert not marker.exists()
+
+
+def test_equation_label_is_checked(dirs):
+    with pytest.raises(UserError, match="label"):
+        get_task("svamp", data_dir=dirs[0], label="formula")
