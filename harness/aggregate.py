@@ -246,6 +246,9 @@ class SchemeDef:
     unit_weights: Callable[[int | None], bool] = lambda arg: False  # weights are all 1 (= majority)
     reports_used: bool = False  # may decide before using every chain (chains used is its saving)
     reads_scores: Callable[[int | None], bool] = lambda arg: False  # needs chain.meta ranker scores
+    # decode.early_stop: the window size in which decoding samples for it (stopping an example at
+    # its first unanimous window); None: the scheme needs every chain drawn
+    early_stop_window: Callable[[int | None], int] | None = None
 
     def __call__(self, chains: Sequence[Chain], groups: Groups, arg: int | None = None) -> Decision:
         return self.decide(chains, groups, arg)
@@ -289,6 +292,7 @@ AGGREGATORS: dict[str, SchemeDef] = {
         parse_arg=lambda text, spec: _int_arg(text, spec, "window"),
         arg_help="window",
         reports_used=True,
+        early_stop_window=lambda arg: arg or ESC_DEFAULT_WINDOW,
     ),
 }
 
@@ -317,6 +321,12 @@ class Scheme:
     @property
     def sampled(self) -> bool:
         return self.definition.sampled
+
+    @property
+    def early_stop_window(self) -> int | None:
+        """The window decoding-time early stopping samples in for this scheme (None: cannot)."""
+        w = self.definition.early_stop_window
+        return None if w is None or self.k is not None else w(self.arg)
 
     @property
     def metric(self) -> str:

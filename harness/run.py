@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from harness import teacher as teachers
-from harness.aggregate import ESC_DEFAULT_WINDOW, Scheme, parse_scheme
+from harness.aggregate import Scheme, parse_scheme
 from harness.config import RunSpec
 from harness.decoding import GREEDY, SamplingParams, make_decoder, sample_early_stopping, to_chains
 from harness.errors import UserError, unknown
@@ -84,7 +84,7 @@ def prepare(spec: RunSpec) -> Prepared:
             raise UserError(f"scheme {s.spec!r} votes over sampled chains: say how many, with decode.k (--k) or {s.name}@K")
         if s.k is not None and s.k > p.sample_k:
             raise UserError(f"scheme {s.spec!r} needs {s.k} sampled chains per example but decode.k is {p.sample_k}")
-        if spec.decode.early_stop and s.sampled and (s.name != "esc" or s.k is not None):
+        if spec.decode.early_stop and s.sampled and s.early_stop_window is None:
             raise UserError(
                 f"decode.early_stop stops sampling at the first unanimous window, so every sampled scheme must be "
                 f"esc[:window] without @k; {s.spec!r} needs the chains that are never drawn"
@@ -95,7 +95,7 @@ def prepare(spec: RunSpec) -> Prepared:
                 f"scheme {s.spec!r} weights votes by ranker scores, which method {method.name!r} does not write; "
                 f"score a run's saved chains with: distillbench aggregate RUN_ID --schemes {s.spec} --scores FILE"
             )
-    if spec.decode.early_stop and len({s.arg or ESC_DEFAULT_WINDOW for s in p.schemes if s.sampled}) > 1:
+    if spec.decode.early_stop and len({s.early_stop_window for s in p.schemes if s.sampled}) > 1:
         raise UserError("decode.early_stop samples in one window size: give every esc scheme the same window")
     return p
 
@@ -388,7 +388,7 @@ def decode(student: Student, p: Prepared, examples: Sequence[Example], source: s
     if p.sample_k:
         params = SamplingParams(n=p.sample_k, temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed)
         if d.early_stop:  # only the windows ESC needs are decoded
-            window = next(s.arg or ESC_DEFAULT_WINDOW for s in p.schemes if s.sampled)
+            window = next(s.early_stop_window for s in p.schemes if s.sampled)
             chains += sample_early_stopping(dec, examples, inputs, p.task, source, params, window)
         else:
             chains += to_chains(examples, dec.sample(inputs, params), p.task, source, params)
