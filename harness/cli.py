@@ -104,13 +104,13 @@ def grid(
 ) -> None:
     """Run every cell of a grid spec (YAML), skipping finished cells, and print the table."""
     from harness.config import load_grid, with_data
-    from harness.dryrun import dry_run
+    from harness.dryrun import dry_run as print_dry_run  # not `dry_run`: that is the option
     from harness.grid import print_table, run_grid
 
     g = load_grid(spec, [*(overrides or []), *_decode_overrides(k, temperature, top_p, decode_seed)])
     cells = [(cell, with_data(s, _dir(data_dir), skip_bad)) for cell, s in g.cells()]
     if dry_run:
-        dry_run(cells, out)
+        print_dry_run(cells, out)
         return
     st = _store(store)
     run_grid(cells, g.name, st, tracking_uri, err, show_progress=not quiet)

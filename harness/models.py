@@ -19,8 +19,9 @@ FAMILIES: tuple[str, ...] = ("t5", "llama")
 
 PAD, EOS, BOS, UNK = "<pad>", "</s>", "<s>", "<unk>"
 # Part of a stored tiny model's cache key: bump it when the same TinyConfig builds a different
-# model (2: the tiny T5's embedding std, so an old store's T5 at NLL ~65 is not reused).
-TINY_BUILD = 2
+# model (2: the tiny T5's embedding std, so an old store's T5 at NLL ~65 is not reused; 3: digits
+# keep their leading space in the tokenizer).
+TINY_BUILD = 3
 TINY_T5_EMBED_STD = 0.02  # the tiny T5's (tied) token embedding; LlamaConfig's initializer_range
 
 
@@ -39,15 +40,19 @@ def corpus(task: Any, examples: Iterable[Any], extra: Iterable[str] = ()) -> lis
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, family: Family) -> Any:
     """A byte-level BPE tokenizer trained on `texts`, with digits split one per token (as Llama's
-    tokenizer does) so that arithmetic is learnable by a small model."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    tokenizer does) so that arithmetic is learnable by a small model.
+
+    A digit keeps the space before it (" 47" is " 4", "7"; Llama's tokenizer writes "▁", "4",
+    "7"): a number's first digit is marked as such, and arith sequences are a sixth shorter (a
+    question is 9 tokens instead of 12), which is a sixth less compute per training step."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = [PAD, EOS, BOS, UNK]
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.Split(Regex(r" ?[0-9]"), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
         ]
     )

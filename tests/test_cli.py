@@ -37,12 +37,12 @@ def test_bad_input_is_one_line_exit_2(args, message):
 def test_dry_run_lists_cells():
     r = cli("grid", "runs/demo.yaml", "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert "4 cells" in r.stdout and "method=dss,family=llama" in r.stdout
+    assert "6 cells" in r.stdout and "method=dss,seed=2" in r.stdout  # 2 methods x 3 seeds
     assert "(8000/200/500 train/valid/test)" in r.stdout
 
 
 def test_dry_run_reports_missing_data():
-    r = cli("grid", "runs/demo.yaml", "--dry-run", "grid.method.name=[finetune]", "grid.student.family=[t5]", "task={name: gsm8k}")
+    r = cli("grid", "runs/demo.yaml", "--dry-run", "grid.method.name=[finetune]", "grid.seed=[0]", "student.family=t5", "task={name: gsm8k}")
     assert r.returncode == 0, r.stderr
     assert "MISSING: task 'gsm8k' needs data_dir" in r.stdout and "1 cells, 1 with missing data" in r.stdout
 
@@ -60,7 +60,7 @@ def _gsm8k_root(tmp_path: Path, bad_line: bool) -> Path:
     return tmp_path / "data"
 
 
-GSM8K_CELL = ("grid.method.name=[finetune]", "grid.student.family=[t5]", "task={name: gsm8k}")
+GSM8K_CELL = ("grid.method.name=[finetune]", "grid.seed=[0]", "student.family=t5", "task={name: gsm8k}")
 
 
 def test_data_dir_is_a_root_of_dataset_folders(tmp_path):

@@ -18,9 +18,10 @@ def test_tiny_model_is_a_regular_hf_directory(tiny_dir):
     model, tok, fam = load_model(path)
     assert fam == family
     assert tok.pad_token_id is not None and tok.eos_token_id is not None
-    # digits are single tokens: arithmetic is learnable by a tiny model
+    # digits are single tokens (a number's first one with its space): arithmetic is learnable by a tiny model
     ids = tok("Calculate 47 + 38.", add_special_tokens=False).input_ids
-    assert [tok.decode([i]) for i in ids if tok.decode([i]).strip().isdigit()] == ["4", "7", "3", "8"]
+    assert [tok.decode([i]) for i in ids if tok.decode([i]).strip().isdigit()] == [" 4", "7", " 3", "8"]
+    assert len(ids) == 7  # Calculate, " 4", "7", " +", " 3", "8", "."
     assert tok.decode(ids) == "Calculate 47 + 38."
 
 

@@ -58,7 +58,7 @@ def test_grid_logs_to_a_tracking_server(tmp_path, mlflow_server):
     store = Store(tmp_path / "store")
     grid = load_grid(ROOT / "runs" / "demo.yaml", [
         "task.n_train=60", "task.n_valid=8", "task.n_test=8", "train.steps=2", "train.eval_every=1",
-        "train.batch_size=4", "decode.max_new_tokens=4", "grid.method.name=[dss]", "grid.student.family=[t5]",
+        "train.batch_size=4", "decode.max_new_tokens=4", "grid.method.name=[dss]", "grid.seed=[0]", "student.family=t5",
     ])
     [res] = run_grid(grid, "server-demo", store, tracking_uri=url, show_progress=False)
     [row] = load_cells(url, "server-demo")
