@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.aggregate import metric_name
 
+PAGE = 1000  # runs per MLflow search request in load_cells
 AGGREGATED_TAG = "aggregated_schemes"  # comma-separated schemes `distillbench aggregate` logged to a run
 SEED_PARAM = "seed"  # the run spec's seed: cells that differ only here are seeds of one group
 MACHINE_TAGS = ("cpu", "gpu", "torch_threads")  # harness.tracking.machine_tags
@@ -58,11 +59,21 @@ def load_cells(tracking_uri: str, experiment: str | None = None) -> list[CellRow
         exps = [e for e in exps if e.name == experiment]
     rows: list[CellRow] = []
     for exp in exps:
-        runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"], max_results=10000)
-        for r in runs:
-            if "cell_hash" not in r.data.tags:
-                continue
-            rows.append(cell_row(exp.name, r.info.run_id, r.data.tags, r.data.params, r.data.metrics))
+        token = None
+        while True:  # page through: a grid may hold more runs than one search returns
+            runs = client.search_runs(
+                [exp.experiment_id],
+                filter_string="attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time ASC"],
+                max_results=PAGE,
+                page_token=token,
+            )
+            for r in runs:
+                if "cell_hash" in r.data.tags:
+                    rows.append(cell_row(exp.name, r.info.run_id, r.data.tags, r.data.params, r.data.metrics))
+            token = runs.token
+            if not token:
+                break
     return rows
 
 

@@ -118,3 +118,19 @@ def test_single_seed_tables_have_no_summary_rows():
     assert [r[0] for r in body] == ["method=dss", "method=finetune"]
     assert SeedStats.of([0.5]).n == 1 and math.isnan(SeedStats.of([0.5]).std)
     assert SeedStats.of([]).n == 0 and group_label("seed=3") == "seed=3" and group_label("a=1,seed=3,b=2") == "a=1,b=2"
+
+
+def test_load_cells_pages_through_every_run(tmp_path, monkeypatch):
+    """More finished runs than one search returns: every one is read (pages of PAGE runs)."""
+    import leaderboard.data as data
+    from harness.store import Store
+    from harness.tracking import Tracker
+
+    store = Store(tmp_path)
+    tracker = Tracker(store, "many")
+    for i in range(5):
+        with tracker.run(f"cell{i}", {"eval.schemes": "['greedy']"}, {"cell_hash": f"h{i}", "cell": f"cell{i}", "task": "arith"}) as log:
+            log.metrics({"test/acc/greedy": i / 10})
+    monkeypatch.setattr(data, "PAGE", 2)
+    cells = data.load_cells(store.tracking_uri, "many")
+    assert sorted(c.cell for c in cells) == [f"cell{i}" for i in range(5)]
