@@ -186,9 +186,8 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
 def shared_key(spec: RunSpec) -> str:
     """Cells with equal keys share their teacher bank and their untrained (tiny) student."""
     s = spec.student
-    student = s.model_dump(mode="json") if s.model == "tiny" else s.model
-    seed = spec.seed if s.model == "tiny" and s.tiny.seed is None else None  # the tiny model's init seed
-    return content_key({"task": spec.task.model_dump(mode="json"), "teacher": spec.teacher.model_dump(mode="json"), "student": student, "seed": seed})
+    student = {"family": s.family, "tiny": tiny_config(spec).model_dump()} if s.model == "tiny" else s.model
+    return content_key({"task": spec.task.model_dump(mode="json"), "teacher": spec.teacher.model_dump(mode="json"), "student": student})
 
 
 def build_shared(spec: RunSpec, store: Store) -> None:
@@ -259,16 +258,19 @@ def method_prefixes() -> list[str]:
     return out
 
 
+def _run_seeded(section: Any, spec: RunSpec) -> Any:
+    """A settings section with `seed: null` resolved to the run's seed."""
+    return section if section.seed is not None else section.model_copy(update={"seed": spec.seed})
+
+
 def train_config(spec: RunSpec) -> TrainConfig:
     """The spec's training settings, its seed the run's unless `train.seed` sets one."""
-    t = spec.train
-    return t if t.seed is not None else t.model_copy(update={"seed": spec.seed})
+    return _run_seeded(spec.train, spec)
 
 
 def tiny_config(spec: RunSpec) -> TinyConfig:
     """The tiny student's sizes and initialisation seed (the run's seed unless the spec sets one)."""
-    t = spec.student.tiny
-    return t if t.seed is not None else t.model_copy(update={"seed": spec.seed})
+    return _run_seeded(spec.student.tiny, spec)
 
 
 def student_key(p: Prepared, model_ref: str, bank_key: str) -> str:
