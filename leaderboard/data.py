@@ -239,7 +239,8 @@ def best_cell(rows: list[CellRow]) -> Verdict | None:
     others = []
     for other in groups:
         accs = [r.acc[s][0] for r in other.rows if s in r.acc]
-        if accs and other is not g:
+        # test accuracies compare only on the same test set: never across tasks
+        if accs and other is not g and other.rows[0].task == g.rows[0].task:
             others.append((other.label, other.stats(s, "acc"), accs))
     others.sort(key=lambda c: -c[1].mean)
     comparison = [(g.label, test, [a[0] for a in seeds]), *others]

@@ -134,3 +134,13 @@ def test_load_cells_pages_through_every_run(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "PAGE", 2)
     cells = data.load_cells(store.tracking_uri, "many")
     assert sorted(c.cell for c in cells) == [f"cell{i}" for i in range(5)]
+
+
+def test_the_verdict_never_compares_across_tasks():
+    import dataclasses
+
+    rows = [_cell("method=dss", 0.6, 0.6), _cell("method=finetune", 0.3, 0.3, method="finetune")]
+    other_task = dataclasses.replace(_cell("method=dss,task=b", 0.9, 0.1), task="other")
+    v = best_cell([*rows, other_task])
+    assert v is not None and v.cell == "method=dss"
+    assert [label for label, _, _ in v.comparison] == ["method=dss", "method=finetune"]
