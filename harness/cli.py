@@ -79,7 +79,8 @@ def run(
 ) -> None:
     """Run one cell from a run spec (YAML) and print its results."""
     from harness.config import load_run, with_data
-    from harness.grid import print_table, run_grid
+    from harness.grid import run_grid
+    from leaderboard.table import print_table
 
     s = with_data(load_run(spec, [*(overrides or []), *_decode_overrides(k, temperature, top_p, decode_seed)]), _dir(data_dir), skip_bad)
     st = _store(store)
@@ -105,7 +106,8 @@ def grid(
     """Run every cell of a grid spec (YAML), skipping finished cells, and print the table."""
     from harness.config import load_grid, with_data
     from harness.dryrun import dry_run as print_dry_run  # not `dry_run`: that is the option
-    from harness.grid import print_table, run_grid
+    from harness.grid import run_grid
+    from leaderboard.table import print_table
 
     g = load_grid(spec, [*(overrides or []), *_decode_overrides(k, temperature, top_p, decode_seed)])
     cells = [(cell, with_data(s, _dir(data_dir), skip_bad)) for cell, s in g.cells()]
@@ -251,7 +253,7 @@ def compare(
 @app.command()
 def results(experiment: Annotated[Optional[str], typer.Argument(help="Experiment (grid) name; all when omitted.")] = None, store: StoreOpt = None, tracking_uri: TrackingOpt = None) -> None:
     """Print the results table from MLflow."""
-    from harness.grid import print_table
+    from leaderboard.table import print_table
 
     print_table(tracking_uri or _store(store).tracking_uri, experiment, out)
 

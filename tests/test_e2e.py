@@ -9,9 +9,10 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from harness.config import load_grid
-from harness.grid import print_table, run_grid
+from harness.grid import run_grid
 from harness.store import Store
 from leaderboard.data import best_cell, load_cells
+from leaderboard.table import print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 # test_a_short_run_on_the_oracle_teacher_learns: optimizer steps of the demo's student, and the
