@@ -23,7 +23,7 @@ import torch
 
 from harness import teacher as teachers
 from harness.aggregate import Scheme, parse_scheme
-from harness.config import RunSpec
+from harness.config import MethodSpec, RunSpec
 from harness.decoding import GREEDY, SamplingParams, make_decoder, sample_early_stopping, to_chains
 from harness.errors import UserError, unknown
 from harness.evaluate import evaluate, log_evaluation, read_predictions, write_predictions
@@ -97,6 +97,8 @@ def prepare(spec: RunSpec) -> Prepared:
             )
     if spec.decode.early_stop and len({s.early_stop_window for s in p.schemes if s.sampled}) > 1:
         raise UserError("decode.early_stop samples in one window size: give every esc scheme the same window")
+    for name in method.stages:  # the model it builds on must resolve too (NCE's `nat:` options)
+        dependency(p, name)
     return p
 
 
@@ -159,7 +161,11 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
             result.untrained = ev.scores
             log_evaluation(log, "untrained", ev, store.dir("evaluations", key))
 
-        # 4. train (cached): the method's own loss through the shared loop, best on valid
+        # 4. train (cached): the method's own loss through the shared loop, best on valid; first
+        # the models it builds on (NCE: the NAT model of the same settings, or its cell's checkpoint)
+        for name in p.method.stages:
+            dep = dependency(p, name)
+            log.tags({f"stage/{name}_checkpoint": student_key(dep, model_ref, bank_key), f"stage/{name}_run": tracker.finished_run(cell_hash(dep.spec)) or ""})
         student = trained_student(p, model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
 
         # 5. the valid split with every scheme (cached): what picks a grid's best cell and scheme
@@ -273,24 +279,73 @@ def tiny_config(spec: RunSpec) -> TinyConfig:
     return _run_seeded(spec.student.tiny, spec)
 
 
-def student_key(p: Prepared, model_ref: str, bank_key: str) -> str:
+def student_base(p: Prepared, model_ref: str, bank_key: str) -> dict[str, Any]:
+    """What every model trained for a cell depends on besides its method: the student, the bank,
+    the budget, the lengths, the LoRA, the seed and the task. Keys of checkpoints and of the
+    stages methods share (TrainContext.cached) start from it."""
     s = p.spec
-    return content_key(
-        {
-            # a tiny model by its content key (its folder name), not its path: the same cell in
-            # another store (or a moved one) has the same keys
-            "model": f"tiny:{Path(model_ref).name}" if s.student.model == "tiny" else model_ref,
-            "method": p.method.name,
-            "method_cfg": dataclasses.asdict(p.method_cfg),
-            "bank": bank_key,
-            "train": s.train.model_dump(),
-            "lengths": [s.student.max_input_len, s.student.max_target_len],
-            # only when set, so full fine-tuning keeps its keys (LoRA must never share them)
-            **({"lora": s.student.lora.model_dump()} if s.student.lora is not None else {}),
-            "seed": s.seed,
-            "task": task_key(p.task),
-        }
-    )
+    return {
+        # a tiny model by its content key (its folder name), not its path: the same cell in
+        # another store (or a moved one) has the same keys
+        "model": f"tiny:{Path(model_ref).name}" if s.student.model == "tiny" else model_ref,
+        "bank": bank_key,
+        "train": s.train.model_dump(),
+        "lengths": [s.student.max_input_len, s.student.max_target_len],
+        # only when set, so full fine-tuning keeps its keys (LoRA must never share them)
+        **({"lora": s.student.lora.model_dump()} if s.student.lora is not None else {}),
+        "seed": s.seed,
+        "task": task_key(p.task),
+    }
+
+
+def student_key(p: Prepared, model_ref: str, bank_key: str) -> str:
+    base = student_base(p, model_ref, bank_key)
+    return content_key({**base, "method": p.method.name, "method_cfg": dataclasses.asdict(p.method_cfg)})
+
+
+def dependency(p: Prepared, name: str) -> Prepared:
+    """The cell that trains method `name` for `p` (MethodDef.stages): the same spec with the method
+    replaced, its options the field `name` of p's method config (NCE's `nat:`)."""
+    options = getattr(p.method_cfg, name, None) or {}
+    return prepare(p.spec.model_copy(update={"method": MethodSpec(name=name, **options)}))
+
+
+def build_in_work_dir(final: Path, build: Any, wait: bool) -> bool:
+    """Build `final` in `.<name>.partial/` beside it, which survives a kill so a restarted build
+    resumes there, under an exclusive lock (the kernel drops a killed holder's), then rename it
+    into place in one step. `wait` False: fail at once when another process holds the lock.
+    True when built here, False when another process finished it meanwhile."""
+    import fcntl
+    import os
+    import shutil
+
+    work = final.parent / f".{final.name}.partial"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise UserError(f"another process is building {final} ({work}); wait for it or stop it") from None
+        if final.exists():  # built by the process that held the lock
+            return False
+        work.mkdir(parents=True, exist_ok=True)
+        build(work)
+        os.rename(work, final)
+    # the resume state (optimizer moments included) is not needed once the folder is done
+    for name in ("last.pt", "log.jsonl"):
+        (final / name).unlink(missing_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return True
+
+
+class _Prefixed:
+    """A cell's log that files another model's training under `prefix` (NCE's NAT: `stage/nat/...`)."""
+
+    def __init__(self, log: Any, prefix: str) -> None:
+        self.log, self.prefix = log, prefix
+
+    def metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self.log.metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step)
 
 
 def trained_student(
@@ -307,67 +362,92 @@ def trained_student(
     lengths: dict[str, int],
     show_progress: bool,
 ) -> Student:
-    """Train with the method (or reuse the cached checkpoint) and return the best-on-valid student.
+    """Train with the method (or reuse the cached checkpoint) and return the best-on-valid student."""
+    args = (model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
+    ckpt, student = trained_checkpoint(p, *args)
+    return student if student is not None else (p.method.load_student or Student.load)(ckpt / "best", device, **lengths)
+
+
+def trained_checkpoint(
+    p: Prepared,
+    model_ref: str,
+    train: Sequence[Example],
+    valid: Sequence[Example],
+    positives: dict[str, list[Chain]],
+    negatives: dict[str, list[Chain]],
+    bank_key: str,
+    store: Store,
+    log: Any,
+    device: str,
+    lengths: dict[str, int],
+    show_progress: bool,
+) -> tuple[Path, Student | None]:
+    """The method's checkpoint folder, trained here when missing (then also the trained student).
 
     Training runs in a work folder next to the checkpoint, `checkpoints/.<key>.partial/`, that
     survives a kill: the loop saves its resumable state there (`last.pt`, harness/training.py)
     and a restarted cell continues from it. The folder becomes `checkpoints/<key>/` in one rename
     when training ends. The training log is kept next to the checkpoint and replayed into MLflow
-    when reused (or resumed), so a resumed cell shows the same curves.
+    when reused (or resumed), so a resumed cell shows the same curves. The models the method
+    builds on (MethodDef.stages) are trained (or reused) first, their logs under `stage/<name>/`.
     """
-    import fcntl
-    import os
-    import shutil
-
     key = student_key(p, model_ref, bank_key)
     ckpt = store.dir("checkpoints", key)
-    lora = p.spec.student.lora
-    if not (ckpt / "best").exists():
-        work = ckpt.parent / f".{key}.partial"
-        work.mkdir(parents=True, exist_ok=True)
-        with open(work / ".lock", "w") as lock:
-            try:  # one trainer per work folder; the kernel drops the lock of a killed process
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UserError(f"another process is training this checkpoint ({work}); wait for it or stop it") from None
-            history: list[dict[str, Any]] = []
+    args = (model_ref, train, valid, positives, negatives, bank_key, store)
+    if (ckpt / "best").exists():
+        for row in read_jsonl(ckpt / "history.jsonl"):
+            step = row.pop("step")
+            log.metrics(row, step)
+        res = json.loads((ckpt / "result.json").read_text())
+        log.metrics({"train/best_step": res["best_step"], "train/best_valid": res["best_valid"], "train/seconds": res["seconds"]})
+        return ckpt, None
+    models = {}
+    for name in p.method.stages:
+        dep = dependency(p, name)
+        dep_ckpt, dep_student = trained_checkpoint(dep, *args, _Prefixed(log, f"stage/{name}/"), device, lengths, show_progress)
+        del dep_student  # this method loads what it needs from the checkpoint
+        models[name] = dep_ckpt / "best"
+    base = student_base(p, model_ref, bank_key)
 
-            def record(metrics: dict[str, float], step: int) -> None:
-                history.append({"step": step, **metrics})
-                log.metrics(metrics, step)
+    def stage(kind: str, stage_key: dict[str, Any], build: Any) -> Path:
+        final = store.dir("stages", f"{kind}-{content_key({**base, 'kind': kind, **stage_key})}")
+        if not final.exists():
+            build_in_work_dir(final, build, wait=True)
+        return final
 
-            student = Student.load(model_ref, device, lora=lora, seed=p.spec.seed, **lengths)
-            ctx = TrainContext(
-                student=student,
-                task=p.task,
-                train=train,
-                positives=positives,
-                negatives=negatives,
-                config=train_config(p.spec),
-                evaluate=lambda s: valid_accuracy(s, p, valid),
-                out_dir=work,
-                log=record,
-                show_progress=show_progress,
-            )
-            res = p.method.train(ctx, p.method_cfg)
-            log.metrics({"train/best_step": res.best_step, "train/best_valid": res.best_valid, "train/seconds": res.seconds})
-            write_jsonl(work / "history.jsonl", history)
-            atomic_write_text(work / "result.json", json.dumps(dataclasses.asdict(res)))
-            (work / ".lock").unlink()
-            if ckpt.exists():  # another process finished the same checkpoint first
-                shutil.rmtree(work)
-            else:
-                os.rename(work, ckpt)
-        # the resume state (optimizer moments included) is not needed once the checkpoint is done
-        for name in ("last.pt", "log.jsonl"):
-            (ckpt / name).unlink(missing_ok=True)
-        return student
-    for row in read_jsonl(ckpt / "history.jsonl"):
-        step = row.pop("step")
-        log.metrics(row, step)
-    res = json.loads((ckpt / "result.json").read_text())
-    log.metrics({"train/best_step": res["best_step"], "train/best_valid": res["best_valid"], "train/seconds": res["seconds"]})
-    return Student.load(ckpt / "best", device, **lengths)
+    trained: list[Student] = []
+
+    def build(work: Path) -> None:
+        history: list[dict[str, Any]] = []
+
+        def record(metrics: dict[str, float], step: int) -> None:
+            history.append({"step": step, **metrics})
+            log.metrics(metrics, step)
+
+        ctx = TrainContext(
+            student=Student.load(model_ref, device, lora=p.spec.student.lora, seed=p.spec.seed, **lengths),
+            task=p.task,
+            train=train,
+            positives=positives,
+            negatives=negatives,
+            config=train_config(p.spec),
+            evaluate=lambda s: valid_accuracy(s, p, valid),
+            out_dir=work,
+            log=record,
+            show_progress=show_progress,
+            stage=stage,
+            models=models,
+        )
+        res = p.method.train(ctx, p.method_cfg)
+        log.metrics({"train/best_step": res.best_step, "train/best_valid": res.best_valid, "train/seconds": res.seconds})
+        write_jsonl(work / "history.jsonl", history)
+        atomic_write_text(work / "result.json", json.dumps(dataclasses.asdict(res)))
+        trained.append(ctx.student)  # a method may replace the student it was given (NAT)
+
+    # one trainer per checkpoint: a second process fails at once instead of waiting hours
+    if build_in_work_dir(ckpt, build, wait=False):
+        return ckpt, trained[0]
+    return trained_checkpoint(p, *args, log, device, lengths, show_progress)
 
 
 def valid_accuracy(student: Student, p: Prepared, valid: Sequence[Example]) -> float:

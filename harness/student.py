@@ -131,7 +131,11 @@ class Student:
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file
 
-            set_peft_model_state_dict(self.model, load_file(str(Path(folder) / "adapter_model.safetensors"), device=str(self.device)))
+            # peft saves the adapter "default" in the folder itself and any other in a subfolder
+            for name in self.model.peft_config:
+                sub = Path(folder) if name == "default" else Path(folder) / name
+                weights = load_file(str(sub / "adapter_model.safetensors"), device=str(self.device))
+                set_peft_model_state_dict(self.model, weights, adapter_name=name)
         else:
             self.model = Student.load(folder, device=str(self.device)).model
 

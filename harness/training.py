@@ -45,6 +45,8 @@ Item = dict[str, Any]
 LossFn = Callable[[Student, Sequence[Item]], tuple[torch.Tensor, dict[str, float]]]
 Evaluate = Callable[[Student], float]
 Log = Callable[[dict[str, float], int], None]
+# (kind, key, build) -> the folder of a cached stage (TrainContext.stage)
+Stage = Callable[[str, dict[str, Any], Callable[[Path], None]], Path]
 
 STATE_FILE = "last.pt"
 LOG_FILE = "log.jsonl"
@@ -234,12 +236,15 @@ def fit(
     items: Sequence[Item],
     loss_fn: LossFn,
     cfg: TrainConfig,
-    evaluate: Evaluate,
+    evaluate: Evaluate | None,
     out_dir: Path,
     log: Log = lambda metrics, step: None,
     show_progress: bool = True,
 ) -> TrainResult:
     """Train `student` in place on `items` with `loss_fn`; leave it at the best valid checkpoint.
+
+    `evaluate` None selects nothing: the last checkpoint is kept (a stage whose model is not
+    judged by valid accuracy, e.g. NAT's negative adapter) and no valid metric is logged.
 
     The best checkpoint ends in `out_dir/best` (a `Student.save` folder). A `last.pt` left in
     `out_dir` by a killed run with the same items and config is resumed from (see the module
@@ -293,14 +298,17 @@ def fit(
         state.save(state_path, fingerprint, params, opt, sched)
 
     def checkpoint(step: int) -> None:
-        saved = rng_state()  # decoding (it seeds torch itself) never moves the training RNGs
-        try:
-            score = evaluate(student)
-        finally:
-            set_rng_state(saved)
-        model.train()
-        state.curve.append((step, score))
-        emit({"valid": score}, step)
+        if evaluate is None:  # no selection: the latest checkpoint is the one kept
+            score = float(step)
+        else:
+            saved = rng_state()  # decoding (it seeds torch itself) never moves the training RNGs
+            try:
+                score = evaluate(student)
+            finally:
+                set_rng_state(saved)
+            model.train()
+            state.curve.append((step, score))
+            emit({"valid": score}, step)
         old = None
         if score > state.best_valid:
             name = f"best-{step:07d}"
@@ -372,7 +380,8 @@ def fit(
         shutil.rmtree(out_dir / "best", ignore_errors=True)
         (out_dir / state.best_dir).rename(out_dir / "best")
     student.restore(out_dir / "best")
-    return state.result(total)
+    result = state.result(total)
+    return result if evaluate is not None else dataclasses.replace(result, best_valid=math.nan)
 
 
 @dataclass
@@ -382,6 +391,11 @@ class TrainContext:
     `positives` / `negatives` map example id -> teacher chains (from the bank) for train examples.
     `evaluate` scores a student on the valid split with the method's own test-time input.
     `out_dir` is the cell's checkpoint work folder: it survives a kill, so `fit` resumes there.
+    `stage(kind, key, build)` is a folder built once by `build(work_dir)` and shared by every cell
+    whose student, bank, budget and seed are the same (e.g. NAT's negative adapter): cached in the
+    store, built under a lock, resumable in its work folder. Without a store (unit tests) it is
+    built in `out_dir/stages/`. `models` holds the checkpoints of the methods this one builds on
+    (MethodDef.stages, e.g. NCE's NAT model), by method name.
     """
 
     student: Student
@@ -394,6 +408,23 @@ class TrainContext:
     out_dir: Path
     log: Log = lambda metrics, step: None
     show_progress: bool = True
+    stage: Stage | None = None
+    models: dict[str, Path] = field(default_factory=dict)
 
-    def fit(self, items: Sequence[Item], loss_fn: LossFn) -> TrainResult:
-        return fit(self.student, items, loss_fn, self.config, self.evaluate, self.out_dir, self.log, self.show_progress)
+    def fit(self, items: Sequence[Item], loss_fn: LossFn, select: bool = True) -> TrainResult:
+        """`fit` the current student; `select` False keeps the last checkpoint instead of the best on valid."""
+        evaluate = self.evaluate if select else None
+        return fit(self.student, items, loss_fn, self.config, evaluate, self.out_dir, self.log, self.show_progress)
+
+    def cached(self, kind: str, key: dict[str, Any], build: Callable[[Path], None]) -> Path:
+        """The folder of a shared stage (see the class docstring), built by `build(work_dir)` if missing."""
+        if self.stage is not None:
+            return self.stage(kind, key, build)
+        from harness.store import content_key
+
+        out = self.out_dir / "stages" / f"{kind}-{content_key(key)}"
+        if not (out / ".done").exists():
+            out.mkdir(parents=True, exist_ok=True)
+            build(out)
+            (out / ".done").touch()
+        return out

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.errors import UserError, check_options
 from harness.registry import lookup
-from methods import dss, finetune, mi, mix, nt, single_task, ul
+from methods import dss, finetune, mi, mix, nat, nce, nt, single_task, ul
 from methods.base import MethodDef
 
 METHODS: dict[str, MethodDef] = {
@@ -22,6 +22,8 @@ METHODS: dict[str, MethodDef] = {
     "mix": mix.METHOD,
     "ul": ul.METHOD,
     "nt": nt.METHOD,
+    "nat": nat.METHOD,
+    "nce": nce.METHOD,
 }
 
 

@@ -26,7 +26,13 @@ class MethodDef:
     inputs: frozenset[str] = frozenset({"gold"})  # the same as a set of INPUTS
     passes: int = 1  # sequences scored per training example (dss/mi: predict + explain): cost estimates
     scores_chains: bool = False  # writes ranker scores on its chains (what asc:1..3 vote with)
-    stages: tuple[str, ...] = ()  # shared stages it needs before it trains (computed once per grid)
+    # methods whose trained model this one builds on (NCE: ("nat",)): trained once (or reused from
+    # that method's own cell) with the same student, bank, budget and seed, and handed to `train`
+    # as ctx.models[name]; the options of each come from the config's field of the same name
+    stages: tuple[str, ...] = ()
+    # how a saved checkpoint of this method loads (default Student.load), for methods whose
+    # student is more than a model with an optional LoRA adapter (NAT's integrate units)
+    load_student: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.inputs) - set(INPUTS)
