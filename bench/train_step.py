@@ -1,4 +1,5 @@
-"""Time per training step of every registered method, relative to finetune, on the same tiny student.
+"""Time per training step of every registered method, relative to finetune (full fine-tuning) or
+to a plain LoRA step (the TDG methods), on the same tiny student.
 
 For each family (tiny T5 and tiny Llama, built from the same arith text), every method gets the
 same examples and the same offline oracle teacher bank (K chains per example, a share slipped
@@ -10,6 +11,12 @@ step is what `train.batch_size` costs that method. Ratios are measured in one ru
 robust to a shared, noisy machine: the methods of a family are timed round-robin, one block of
 `--steps` steps each per round, for `--rounds` rounds, and each method's fastest block is kept
 (the minimum is the least disturbed by other processes; the median is printed alongside).
+
+The TDG methods train LoRA adapters, so they get a second table against a plain LoRA step (TDG's
+r 8 / alpha 16 / dropout 0.05 on the attention query and value projections, single_task's loss)
+on the same student and the same batch of chains: NAT stage 1 (a LoRA_neg step, as plain LoRA),
+NAT stage 2 (LoRA_pos + integrate units over the frozen LoRA_neg, a logged at every step) and NCE
+(a fresh LoRA student plus the NAT model's two forward passes, p_pos and p_neg, under no_grad).
 
     python bench/train_step.py [--batch-size 32] [--steps 1] [--rounds 40] [--k 2] [--wrong-rate 0.5]
 """
@@ -55,17 +62,66 @@ def by_example(chains) -> dict[str, list]:
 
 def step_timer(student: Student, batch: list[dict[str, Any]], loss_fn, lr: float):
     """A closure running one full optimizer step (as harness.training.fit) on `batch`."""
-    model = student.model
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    params = list(student.trainable_parameters().values())
+    opt = torch.optim.AdamW(params, lr=lr)
+    student.model.train()
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         loss, _ = loss_fn(student, batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
     return step
+
+
+def lora_timers(model_dir: Path, batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Step closures of the TDG methods and their plain-LoRA baseline, on one batch of chains."""
+    from methods.common import item_nll
+    from methods.nat import TDG_LORA, NATConfig, NATStudent, lora_options, nat_loss, peft_with
+    from methods.nce import NCEConfig
+    from methods.nce import loss_fn as nce_loss_fn
+
+    ref = str(model_dir)
+    plain = Student.load(model_dir, lora=TDG_LORA, seed=0)
+    opts = lora_options(plain)
+    timers = {"lora (baseline)": step_timer(plain, batch, item_nll(), lr=3e-4)}
+
+    def nat_student(seed: int) -> NATStudent:
+        base = Student.load(model_dir)
+        neg = peft_with(base.model, base.family, opts, "neg", ref, seed)
+        return NATStudent.build(neg, base, NATConfig(), opts, ref, seed)
+
+    first = Student.load(model_dir)
+    neg_only = Student(peft_with(first.model, first.family, opts, "neg", ref, 0), first.tokenizer, first.family)
+    timers["nat stage 1"] = step_timer(neg_only, batch, item_nll(), lr=3e-4)
+    timers["nat stage 2"] = step_timer(nat_student(0), batch, nat_loss("sequence"), lr=3e-4)
+    teacher = nat_student(1)
+    with torch.no_grad():  # a trained-looking NAT model: non-zero W2 and adapters, so p_pos != p_neg
+        for n, p in teacher.model.named_parameters():
+            if "W2" in n or "lora_B" in n:
+                p.normal_(0, 0.02)
+    teacher.model.eval()
+    for p in teacher.model.parameters():
+        p.requires_grad = False
+    fresh = Student.load(model_dir, lora=TDG_LORA, seed=2)
+    timers["nce"] = step_timer(fresh, batch, nce_loss_fn(teacher, NCEConfig(), "sequence"), lr=3e-4)
+    return timers
+
+
+def timed(timers: dict[str, Any], rounds: int, steps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(fastest block, median block) seconds per step of each closure, timed round-robin."""
+    for step in timers.values():
+        step()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, step in timers.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times[name].append((time.perf_counter() - start) / steps)
+    return {n: min(t) for n, t in times.items()}, {n: statistics.median(t) for n, t in times.items()}
 
 
 def main() -> None:
@@ -83,33 +139,36 @@ def main() -> None:
     pos, neg = split_bank(oracle_chains(task, train, k=args.k, wrong_rate=args.wrong_rate, seed=0))
     positives, negatives = by_example(pos), by_example(neg)
     families = args.families.split(",")
-    rows: dict[str, dict[str, float]] = {name: {} for name in METHODS}  # fastest block
-    medians: dict[str, dict[str, float]] = {name: {} for name in METHODS}
+    # the methods that train through stages of their own (NAT, NCE) are in the LoRA table
+    full = [name for name, m in METHODS.items() if not m.stages and m.load_student is None]
+    rows: dict[str, dict[str, float]] = {name: {} for name in full}  # fastest block
+    medians: dict[str, dict[str, float]] = {name: {} for name in full}
+    lora_rows: dict[str, dict[str, float]] = {}
+    lora_medians: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
         for family in families:
             model_dir = build_tiny_model(family, corpus(task, task.load("train")), Path(d) / family)
             timers = {}
-            for name, method in METHODS.items():
+            chain_batch: list[dict[str, Any]] = []
+            for name in full:
+                method = METHODS[name]
                 student = Student.load(model_dir)  # fresh weights per method
-                student.model.train()
                 ctx = Capture(
                     student, task, train, positives, negatives, TrainConfig(), lambda s: 0.0, Path(d) / "unused"
                 )
                 method.train(ctx, method.config())
                 items, loss_fn = ctx.captured
                 batch = next(micro_batches(items, args.batch_size, 0))
+                if name == "single_task":
+                    chain_batch = batch
                 timers[name] = step_timer(student, batch, loss_fn, lr=3e-3)
-                timers[name]()  # warm-up
-            times: dict[str, list[float]] = {name: [] for name in timers}
-            for _ in range(args.rounds):
-                for name, step in timers.items():
-                    start = time.perf_counter()
-                    for _ in range(args.steps):
-                        step()
-                    times[name].append((time.perf_counter() - start) / args.steps)
-            for name in timers:
-                rows[name][family] = min(times[name])
-                medians[name][family] = statistics.median(times[name])
+            fastest, median = timed(timers, args.rounds, args.steps)
+            for name in full:
+                rows[name][family], medians[name][family] = fastest[name], median[name]
+            fastest, median = timed(lora_timers(model_dir, chain_batch), args.rounds, args.steps)
+            for name in fastest:
+                lora_rows.setdefault(name, {})[family] = fastest[name]
+                lora_medians.setdefault(name, {})[family] = median[name]
 
     print(
         f"train step time, {args.batch_size} items per step, arith, oracle bank K={args.k} "
@@ -119,7 +178,7 @@ def main() -> None:
     head = " | ".join(f"tiny {f} ms/step (median) | vs finetune (median)" for f in families)
     print(f"| method | {head} |")
     print("|---|" + "---:|---:|" * len(families))
-    for name in METHODS:
+    for name in full:
         cells = []
         for f in families:
             t, m = rows[name][f], medians[name][f]
@@ -127,6 +186,18 @@ def main() -> None:
                 f"{1000 * t:.1f} ({1000 * m:.1f})",
                 f"**{t / rows['finetune'][f]:.2f}x** ({m / medians['finetune'][f]:.2f}x)",
             ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+    print("LoRA methods (TDG's r 8 / alpha 16 on q,v), the same batch of positive chains as single_task's:")
+    head = " | ".join(f"tiny {f} ms/step (median) | vs LoRA (median)" for f in families)
+    print(f"| step | {head} |")
+    print("|---|" + "---:|---:|" * len(families))
+    for name in lora_rows:
+        cells = []
+        for f in families:
+            t, m = lora_rows[name][f], lora_medians[name][f]
+            base, base_m = lora_rows["lora (baseline)"][f], lora_medians["lora (baseline)"][f]
+            cells += [f"{1000 * t:.1f} ({1000 * m:.1f})", f"**{t / base:.2f}x** ({m / base_m:.2f}x)"]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

@@ -4,7 +4,7 @@ Two layers, so that tasks and methods can build on the harness without import cy
 
 - core (tasks/ and methods/ import these; they import nothing from tasks/, methods/,
   leaderboard/ or the application modules): types, errors, registry, settings, store, student, models,
-  training, decoding, aggregate, curves, scoring, compare, bank, tracking, backends/.
+  training, decoding, aggregate, curves, scoring, compare, bank, tracking, ranker, backends/.
 - application (the pipeline on top of tasks and methods): config, teacher, importers/, evaluate,
   run, executors, grid, dryrun, cli.
 

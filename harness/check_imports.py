@@ -13,7 +13,7 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parent
 CORE = (
     "types", "errors", "registry", "settings", "store", "student", "models", "training", "decoding",
-    "aggregate", "curves", "scoring", "compare", "bank", "tracking", "backends",
+    "aggregate", "curves", "scoring", "compare", "bank", "tracking", "backends", "ranker",
 )  # fmt: skip
 APP = ("config", "teacher", "importers", "evaluate", "run", "executors", "grid", "dryrun", "cli", "check_imports")
 UPPER = ("tasks", "methods", "leaderboard")

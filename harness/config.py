@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import UserError, did_you_mean
-from harness.settings import TinyConfig, TrainConfig
+from harness.settings import RankerConfig, TinyConfig, TrainConfig
 
 
 class Strict(BaseModel):
@@ -112,6 +112,10 @@ class EvalSpec(Strict):
     bootstrap: int = Field(2000, ge=100)  # resamples for the 95% intervals
     curves: bool = True  # pass@k and scheme@k for k = 1..K (harness/curves.py)
     subsamples: int = Field(200, ge=1)  # random orders per example for the scheme@k curves
+    # out-of-distribution test sets: other tasks whose test split the trained student is also
+    # decoded and scored on (never selected on), logged as ood/<task>/... e.g. TDG's GSM8K,
+    # ASDiv, MultiArith and SVAMP for a MATH-trained student
+    test_sets: list[TaskSpec] = []
 
     @field_validator("schemes")
     @classmethod
@@ -134,6 +138,9 @@ class RunSpec(Strict):
     train: TrainSpec = TrainSpec()
     decode: DecodeSpec = DecodeSpec()
     eval: EvalSpec = EvalSpec()
+    # the ASC ranker (harness/ranker.py): trained once per teacher bank on its (question, right
+    # chain, wrong chain) pairs, then it scores every decoded chain (what asc:1..3 weight votes by)
+    ranker: RankerConfig | None = None
     seed: int = 0
 
     def flat(self) -> dict[str, Any]:
@@ -287,20 +294,26 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> GridSpec:
 
 
 def with_data(spec: RunSpec, data_dir: str | None = None, skip_bad: bool = False) -> RunSpec:
-    """The spec with the CLI's --data-dir / --skip-bad applied to its task.
+    """The spec with the CLI's --data-dir / --skip-bad applied to its task and to its
+    out-of-distribution test sets (eval.test_sets).
 
     --data-dir fills `data_dir` only for tasks that read files and whose spec names no data
     source of its own (data_dir or hf_dataset); --skip-bad sets `skip_bad` on such tasks.
     """
+    task = _task_with_data(spec.task, data_dir, skip_bad)
+    sets = [_task_with_data(t, data_dir, skip_bad) for t in spec.eval.test_sets]
+    if task is spec.task and all(a is b for a, b in zip(sets, spec.eval.test_sets, strict=True)):
+        return spec
+    return spec.model_copy(update={"task": task, "eval": spec.eval.model_copy(update={"test_sets": sets})})
+
+
+def _task_with_data(spec: TaskSpec, data_dir: str | None, skip_bad: bool) -> TaskSpec:
     from tasks import task_options
 
-    known = task_options(spec.task.name)
-    opts = spec.task.options
+    known = task_options(spec.name)
+    opts = spec.options
     if data_dir and "data_dir" in known and opts.get("data_dir") is None and opts.get("hf_dataset") is None:
         opts["data_dir"] = str(data_dir)
     if skip_bad and "skip_bad" in known:
         opts["skip_bad"] = True
-    if opts == spec.task.options:
-        return spec
-    task = TaskSpec(name=spec.task.name, **opts)
-    return spec.model_copy(update={"task": task})
+    return spec if opts == spec.options else TaskSpec(name=spec.name, **opts)

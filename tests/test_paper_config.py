@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 
@@ -35,3 +37,32 @@ def test_paper_grid_dry_run_lists_cells_costs_and_what_is_missing(tmp_path):
         assert "702/98/200 train/valid/test" in next(x for x in cells if "task=svamp," in x)
         assert "16 with missing data" in r.stdout
     assert not (tmp_path / "hf" / "hub").exists() or not any((tmp_path / "hf" / "hub").iterdir())
+
+
+def test_tdg_paper_grid_dry_run_shows_stages_test_sets_and_ranker(tmp_path):
+    """runs/paper-tdg-llama.yaml: 7 methods on MATH with the TDG release, NAT's two stages and
+    NCE's NAT dependency listed, the four out-of-distribution test sets and the ASC ranker."""
+    exe = shutil.which("distillbench", path=str(Path(sys.executable).parent)) or shutil.which("distillbench")
+    env = {k: v for k, v in os.environ.items() if k != "DISTILLBENCH_DATA"}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+    args = [exe, "grid", "runs/paper-tdg-llama.yaml", "--dry-run"]
+    if DATA.is_dir():
+        args += ["--data-dir", str(DATA)]
+    r = subprocess.run(args, check=False, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cells = [x for x in r.stdout.splitlines() if x.startswith("method=")]
+    assert [c.split(":")[0] for c in cells] == [f"method={m}" for m in ("finetune", "single_task", "mix", "ul", "nt", "nat", "nce")]
+    assert all("lora(r=8)" in c and "batch=16x8 lr=0.0003" in c and "loss=token" in c for c in cells)
+    assert all("asc:3@16" in c and "teacher=tdg(k=8" in c for c in cells)
+    assert "nat 1/2: stage 1: LoRA_neg on the negative chains" in r.stdout
+    assert "nat 2/2: stage 2: LoRA_pos + integrate unit" in r.stdout
+    assert "nce 1/2: the nat model of the same settings" in r.stdout
+    assert r.stdout.count("ranker: google/flan-t5-xl") == 7
+    ood = [x for x in r.stdout.splitlines() if "out-of-distribution test sets" in x]
+    assert len(ood) == 7
+    if DATA.is_dir():
+        assert "math (6738/760/5000 train/valid/test)" in cells[0]
+        assert "gsm8k(1319), asdiv(2305), multiarith(600), svamp(1000)" in ood[0]
+        # NAT pays its budget twice (two stages): twice single_task's estimate
+        hours = {c.split(":")[0]: float(c.split("~")[1].split(" GPU-h")[0]) for c in cells}
+        assert hours["method=nat"] == pytest.approx(2 * hours["method=single_task"], rel=0.01)

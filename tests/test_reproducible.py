@@ -90,7 +90,7 @@ def test_a_cell_is_bit_for_bit_reproducible_in_a_new_process(tmp_path):
     [ckpt] = [p for p in (a / "checkpoints").iterdir() if not p.name.startswith(".")]
     assert tensors(ckpt / "best") == tensors(b / "checkpoints" / ckpt.name / "best")  # trained weights
     ca, cb = chains(a), chains(b)
-    assert len(ca) == 2 and ca == cb  # valid and test: texts, answers, log-probabilities, token counts
+    assert len(ca) == 3 and ca == cb  # untrained, valid and test: texts, answers, log-probabilities, token counts
     ma, mb = metrics(a), metrics(b)
     assert {"train/loss", "valid", "valid/acc/greedy", "test/acc/majority_k4", "untrained/acc/greedy"} <= set(ma)
     assert ma == mb  # every logged value at every step, exactly

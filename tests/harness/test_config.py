@@ -50,7 +50,7 @@ def test_run_spec_defaults_and_flatten():
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({**BASE, "trian": {}}, r"unknown spec key 'trian' \(did you mean 'train'\?\)"),
+        ({**BASE, "trian": {}}, r"unknown spec key 'trian' \(did you mean 'train'"),
         ({**BASE, "train": {"stpes": 3}}, r"unknown spec key 'train.stpes' \(did you mean 'train.steps'\?\)"),
         ({**BASE, "train": {"steps": 0}}, r"train.steps: Input should be greater than or equal to 1"),
         ({**BASE, "eval": {"schemes": ["majorty@8"]}}, r"unknown aggregation scheme 'majorty' \(did you mean 'majority'\?\)"),

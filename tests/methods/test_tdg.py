@@ -15,7 +15,7 @@ from harness.student import Student
 from harness.teacher import oracle_chains, split_bank
 from harness.training import TrainConfig, TrainContext
 from methods import METHODS
-from methods.nat import IntegrateUnit, NATConfig, NATStudent, integrate, peft_with
+from methods.nat import IntegrateUnit, NATConfig, NATStudent, integrate, integrate_factored, peft_with
 from methods.nce import NCEConfig, calibration_weight, loss_fn, nce_loss
 
 CFG = TrainConfig(steps=4, batch_size=4, lr=3e-3, eval_every=2, log_every=1, seed=0)
@@ -84,6 +84,29 @@ def test_integration_weight_stays_within_beta_on_any_projection_shape(d_in, d_ou
     out, a = integrate(x, h, d_pos, d_neg, unit, beta=beta)
     assert out.shape == h.shape and a.shape == (2, 3)
     assert (a.abs() <= beta + 1e-6).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 20), st.integers(1, 20), st.integers(1, 4), st.floats(0.1, 2.0), st.integers(0, 2**16))
+def test_the_factored_integration_is_the_same_function(d_in, d_out, r, s, seed):
+    """What training runs (integrate_factored, from the adapters' factors) equals the paper's form
+    (integrate, from the full deltas), output and a, in value and in gradient."""
+    g = torch.Generator().manual_seed(seed)
+    unit = IntegrateUnit(d_in, d_out, att_dim=6, hidden=5)
+    with torch.no_grad():
+        unit.W2.weight.normal_(generator=g)
+    x = torch.randn(3, d_in, generator=g, dtype=torch.float64)
+    h = torch.randn(3, d_out, generator=g, dtype=torch.float64)
+    u_pos, u_neg = torch.randn(3, r, generator=g, dtype=torch.float64), torch.randn(3, r, generator=g, dtype=torch.float64)
+    B_pos = torch.randn(d_out, r, generator=g, dtype=torch.float64, requires_grad=True)
+    B_neg = torch.randn(d_out, r, generator=g, dtype=torch.float64)
+    unit = unit.double()
+    ref, a_ref = integrate(x, h, s * u_pos @ B_pos.T, 2 * s * u_neg @ B_neg.T, unit, 0.5, 1.0)
+    fast, a_fast = integrate_factored(x, h, u_pos, u_neg, B_pos, B_neg, s, 2 * s, unit, 0.5, 1.0)
+    assert torch.allclose(ref, fast, atol=1e-9) and torch.allclose(a_ref, a_fast, atol=1e-9)
+    g_ref = torch.autograd.grad(ref.sum(), [B_pos, unit.W1.weight, unit.W_K.weight])
+    g_fast = torch.autograd.grad(fast.sum(), [B_pos, unit.W1.weight, unit.W_K.weight])
+    assert all(torch.allclose(u, v, atol=1e-8) for u, v in zip(g_ref, g_fast))
 
 
 def test_integration_by_hand():
@@ -198,6 +221,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.parametrize("tiny_dir", ["llama"], indirect=True)  # LoRA dropout: the RNG states must resume too
 def test_stage_two_resumes_after_a_kill_like_an_uninterrupted_run(tiny_dir, tmp_path):
     """SIGKILL a NAT run once stage 2 has saved its state, restart it: stage 1 is reused from its
     cache, stage 2 continues, and the final weights equal an uninterrupted run's."""
