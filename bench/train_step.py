@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from harness.models import build_tiny_model, corpus
+from harness.models import TinyConfig, build_tiny_model, corpus
 from harness.student import Student
 from harness.teacher import oracle_chains, split_bank
 from harness.training import TrainConfig, TrainContext, TrainResult, micro_batches
@@ -132,6 +132,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=2, help="oracle chains per example")
     ap.add_argument("--wrong-rate", type=float, default=0.5)
     ap.add_argument("--families", default="t5,llama")
+    ap.add_argument("--d-model", type=int, default=128, help="tiny student width (the demo's: 128)")
     args = ap.parse_args()
 
     task = get_task("arith", n_train=500, n_valid=10, n_test=10)
@@ -147,7 +148,8 @@ def main() -> None:
     lora_medians: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
         for family in families:
-            model_dir = build_tiny_model(family, corpus(task, task.load("train")), Path(d) / family)
+            sizes = TinyConfig(d_model=args.d_model, n_heads=args.d_model // 32, d_ff=2 * args.d_model)
+            model_dir = build_tiny_model(family, corpus(task, task.load("train")), Path(d) / family, sizes)
             timers = {}
             chain_batch: list[dict[str, Any]] = []
             for name in full:
@@ -173,7 +175,8 @@ def main() -> None:
     print(
         f"train step time, {args.batch_size} items per step, arith, oracle bank K={args.k} "
         f"(wrong_rate {args.wrong_rate}: {len(pos)} positives, {len(neg)} negatives over {len(train)} examples), "
-        f"fastest of {args.rounds} round-robin rounds x {args.steps} step(s), {os.cpu_count()} CPU cores, torch {torch.__version__}"
+        f"fastest of {args.rounds} round-robin rounds x {args.steps} step(s), d_model {args.d_model}, "
+        f"{os.cpu_count()} CPU cores, torch {torch.__version__}"
     )
     head = " | ".join(f"tiny {f} ms/step (median) | vs finetune (median)" for f in families)
     print(f"| method | {head} |")
