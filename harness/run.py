@@ -12,6 +12,7 @@ redoes only unfinished work and a finished cell (a FINISHED MLflow run with its 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -131,6 +132,7 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lengths = dict(max_input_len=spec.student.max_input_len, max_target_len=spec.student.max_target_len)
 
+    skey = student_key(p, model_ref, bank_key)
     tags = {
         "cell_hash": key,
         "cell": cell,
@@ -143,7 +145,7 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         "teacher_bank": bank_key,
         # the trained student's key (checkpoints/<key>/): what a method building on this one
         # (NCE on NAT) records as its stage/<method>_checkpoint
-        "checkpoint": student_key(p, model_ref, bank_key),
+        "checkpoint": skey,
         # where it ran: a cell is bit-for-bit reproducible on the same machine kind and thread
         # count, and its digits move across machines (README: Reproducibility)
         **machine_tags(),
@@ -168,16 +170,23 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
             log.tags({"ranker": rk[0]})
             log.metrics(json.loads((rk[1] / RANKER_FILE).read_text())["metrics"])
 
+        @functools.cache
+        def ranker() -> Any:  # loaded once, and only when some chains are not scored yet
+            from harness.ranker import Ranker
+
+            assert rk is not None
+            return Ranker.load(rk[1], device)
+
         def with_scores(chains: list[Chain], examples: Sequence[Example], pred_dir: Path, split: str) -> list[Chain]:
             if rk is None:
                 return chains
-            out, too_long = ranked(chains, examples, rk[1], rk[0], pred_dir, store)
+            out, too_long = ranked(chains, examples, ranker, rk[0], pred_dir, store)
             log.metrics({f"ranker/too_long/{split}": too_long})
             return out
 
         if spec.eval.untrained:
             before = Student.load(model_ref, device, **lengths)
-            untrained_dir = predictions(before, p, test, "test", student_key(p, model_ref, bank_key) + ":untrained", store, "student:untrained")
+            untrained_dir = predictions(before, p, test, "test", f"{skey}:untrained", store, "student:untrained")
             chains = with_scores(read_predictions(untrained_dir).chains, test, untrained_dir, "untrained")
             ev = evaluate(p.task, test, chains, p.schemes, spec.eval.bootstrap, spec.seed, curves=False)
             result.untrained = ev.scores
@@ -195,7 +204,6 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         # 5. the valid split with every scheme (cached): what picks a grid's best cell and scheme
         # (leaderboard/data.py best_cell), so that test is only ever reported, never selected on
         e = spec.eval
-        skey = student_key(p, model_ref, bank_key)
         valid_dir = predictions(student, p, valid, "valid", skey, store, source=f"student:{log.run_id}")
         chains = with_scores(read_predictions(valid_dir).chains, valid, valid_dir, "valid")
         ev = evaluate(p.task, valid, chains, p.schemes, e.bootstrap, spec.seed, curves=False)
@@ -300,10 +308,11 @@ def trained_ranker(spec: RunSpec, task: Task, train: Sequence[Example], valid: S
 
 
 def ranked(
-    chains: list[Chain], examples: Sequence[Example], ranker_dir: Path, ranker_key: str, pred_dir: Path, store: Store
+    chains: list[Chain], examples: Sequence[Example], ranker: Any, ranker_key: str, pred_dir: Path, store: Store
 ) -> tuple[list[Chain], int]:
     """The chains with the ranker's score in meta["ranker_score"] (cached per predictions folder
-    and ranker), and how many were too long for its encoder (they get their question's mean)."""
+    and ranker), and how many were too long for its encoder (they get their question's mean).
+    `ranker()` gives the loaded ranker, called only when the scores are not cached."""
     from harness import ranker as rankers
 
     path = store.file("ranker_scores", content_key({"predictions": pred_dir.name, "ranker": ranker_key}), ".json")
@@ -315,9 +324,7 @@ def ranked(
             for c, s, t in zip(chains, saved["scores"], flags, strict=True)
         ]
         return out, sum(flags)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    ranker = rankers.Ranker.load(ranker_dir, device)
-    out, too_long = rankers.score_chains(ranker, {e.id: e.question for e in examples}, chains)
+    out, too_long = rankers.score_chains(ranker(), {e.id: e.question for e in examples}, chains)
     scores = [c.meta[rankers.RANKER_SCORE] for c in out]
     flags = [bool(c.meta.get(rankers.RANKER_TOO_LONG)) for c in out]
     atomic_write_text(path, json.dumps({"scores": scores, "too_long": flags}))
