@@ -124,6 +124,19 @@ def timed(timers: dict[str, Any], rounds: int, steps: int) -> tuple[dict[str, fl
     return {n: min(t) for n, t in times.items()}, {n: statistics.median(t) for n, t in times.items()}
 
 
+def print_table(what: str, rows: dict, medians: dict, baseline: str, families: list[str]) -> None:
+    """A markdown table: per family, ms per step (median) and the ratio to `baseline`'s row."""
+    head = " | ".join(f"tiny {f} ms/step (median) | vs {baseline} (median)" for f in families)
+    print(f"| {what} | {head} |")
+    print("|---|" + "---:|---:|" * len(families))
+    for name in rows:
+        cells = []
+        for f in families:
+            t, m = rows[name][f], medians[name][f]
+            cells += [f"{1000 * t:.1f} ({1000 * m:.1f})", f"**{t / rows[baseline][f]:.2f}x** ({m / medians[baseline][f]:.2f}x)"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=32, help="items per step (train.batch_size)")
@@ -178,30 +191,10 @@ def main() -> None:
         f"fastest of {args.rounds} round-robin rounds x {args.steps} step(s), d_model {args.d_model}, "
         f"{os.cpu_count()} CPU cores, torch {torch.__version__}"
     )
-    head = " | ".join(f"tiny {f} ms/step (median) | vs finetune (median)" for f in families)
-    print(f"| method | {head} |")
-    print("|---|" + "---:|---:|" * len(families))
-    for name in full:
-        cells = []
-        for f in families:
-            t, m = rows[name][f], medians[name][f]
-            cells += [
-                f"{1000 * t:.1f} ({1000 * m:.1f})",
-                f"**{t / rows['finetune'][f]:.2f}x** ({m / medians['finetune'][f]:.2f}x)",
-            ]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print_table("method", rows, medians, "finetune", families)
     print()
     print("LoRA methods (TDG's r 8 / alpha 16 on q,v), the same batch of positive chains as single_task's:")
-    head = " | ".join(f"tiny {f} ms/step (median) | vs LoRA (median)" for f in families)
-    print(f"| step | {head} |")
-    print("|---|" + "---:|---:|" * len(families))
-    for name in lora_rows:
-        cells = []
-        for f in families:
-            t, m = lora_rows[name][f], lora_medians[name][f]
-            base, base_m = lora_rows["lora (baseline)"][f], lora_medians["lora (baseline)"][f]
-            cells += [f"{1000 * t:.1f} ({1000 * m:.1f})", f"**{t / base:.2f}x** ({m / base_m:.2f}x)"]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print_table("step", lora_rows, lora_medians, "lora (baseline)", families)
 
 
 if __name__ == "__main__":

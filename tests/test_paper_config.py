@@ -1,4 +1,5 @@
-"""runs/paper-qcrd-t5.yaml: the QCRD Table 1/2 grid validates and expands offline, with costs."""
+"""The paper grids (runs/paper-qcrd-t5.yaml, runs/paper-tdg-llama.yaml) validate and expand
+offline with --dry-run, with costs, and download nothing."""
 
 import os
 import shutil
@@ -12,16 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 
 
-def test_paper_grid_dry_run_lists_cells_costs_and_what_is_missing(tmp_path):
+def dry_run(spec: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`distillbench grid SPEC --dry-run` (with --data-dir when the shared data is there), the hub
+    off and an empty HF cache: nothing may be downloaded."""
     exe = shutil.which("distillbench", path=str(Path(sys.executable).parent)) or shutil.which("distillbench")
     assert exe, "the distillbench console script is not installed"
     env = {k: v for k, v in os.environ.items() if k != "DISTILLBENCH_DATA"}
-    # an empty HF cache, and the hub off: nothing may be downloaded
     env |= {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
-    args = [exe, "grid", "runs/paper-qcrd-t5.yaml", "--dry-run"]
-    if DATA.is_dir():
-        args += ["--data-dir", str(DATA)]
-    r = subprocess.run(args, check=False, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    args = [exe, "grid", spec, "--dry-run", *(["--data-dir", str(DATA)] if DATA.is_dir() else [])]
+    return subprocess.run(args, check=False, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def test_paper_grid_dry_run_lists_cells_costs_and_what_is_missing(tmp_path):
+    r = dry_run("runs/paper-qcrd-t5.yaml", tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     cells = [x for x in lines if x.startswith("model=")]
@@ -42,13 +46,7 @@ def test_paper_grid_dry_run_lists_cells_costs_and_what_is_missing(tmp_path):
 def test_tdg_paper_grid_dry_run_shows_stages_test_sets_and_ranker(tmp_path):
     """runs/paper-tdg-llama.yaml: 7 methods on MATH with the TDG release, NAT's two stages and
     NCE's NAT dependency listed, the four out-of-distribution test sets and the ASC ranker."""
-    exe = shutil.which("distillbench", path=str(Path(sys.executable).parent)) or shutil.which("distillbench")
-    env = {k: v for k, v in os.environ.items() if k != "DISTILLBENCH_DATA"}
-    env |= {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
-    args = [exe, "grid", "runs/paper-tdg-llama.yaml", "--dry-run"]
-    if DATA.is_dir():
-        args += ["--data-dir", str(DATA)]
-    r = subprocess.run(args, check=False, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    r = dry_run("runs/paper-tdg-llama.yaml", tmp_path)
     if not DATA.is_dir():  # MATH names no hub source here: without the data the spec fails in one line
         assert r.returncode == 2 and r.stderr.strip() == (
             "error: task 'math' needs data_dir: the folder holding full_test_5000/test.jsonl (the MATH data folder) "
