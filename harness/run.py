@@ -42,6 +42,7 @@ from tasks import get_task
 from tasks.base import Task, task_key
 
 TEACHERS = teachers.BACKENDS
+RANKER_HISTORY = "history.jsonl"  # a trained ranker's training log, next to it in the store
 
 
 @dataclass
@@ -164,10 +165,13 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
 
         # the ASC ranker (cached per bank): scores every decoded chain for asc:1..3
         rk = trained_ranker(spec, p.task, train, valid, store) if spec.ranker is not None else None
-        if rk is not None:  # its held-out pair accuracy and AUC, and what it trained on
+        if rk is not None:  # its training curve, held-out pair accuracy and AUC, and what it trained on
             from harness.ranker import RANKER_FILE
 
             log.tags({"ranker": rk[0]})
+            for row in read_jsonl(rk[1] / RANKER_HISTORY) if (rk[1] / RANKER_HISTORY).exists() else []:
+                step = row.pop("step")
+                log.metrics(row, step)
             log.metrics(json.loads((rk[1] / RANKER_FILE).read_text())["metrics"])
 
         @functools.cache
@@ -301,9 +305,12 @@ def trained_ranker(spec: RunSpec, task: Task, train: Sequence[Example], valid: S
             pairs = rankers.ranker_pairs(train, chains, seed)
             held_out = rankers.ranker_pairs(valid, chains, seed)
             device = "cuda" if torch.cuda.is_available() else "cpu"
-            ranker = rankers.train_ranker(cfg, pairs, held_out, None, seed, device=device)
+            history: list[dict[str, Any]] = []
+            log = lambda metrics, step: history.append({"step": step, **metrics})  # noqa: E731
+            ranker = rankers.train_ranker(cfg, pairs, held_out, None, seed, log=log, device=device)
             with store.atomic_dir("rankers", key) as tmp:
                 ranker.save(tmp)
+                write_jsonl(tmp / RANKER_HISTORY, history)  # replayed into every run that uses it
     return key, out
 
 

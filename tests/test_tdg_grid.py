@@ -42,6 +42,8 @@ def test_tdg_grid_shares_stages_scores_chains_and_records_where_nce_came_from(tm
         assert {"test/acc/asc_1_k4", "test/acc/asc_3_k4", "valid/acc/asc_1_k4"} <= set(m)
         assert "ood/arith/acc/greedy" in m and m["data/ood/arith"] == 6
         assert run.data.tags["ranker"]
+        curve = client.get_metric_history(run.info.run_id, "ranker/loss")  # replayed from the ranker's log
+        assert [x.step for x in curve] == [4] and curve[0].value > 0
     scores = list((store.root / "ranker_scores").iterdir())
     assert len(scores) >= 4  # valid + test + ood per cell (untrained off)
 
