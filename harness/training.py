@@ -411,10 +411,8 @@ class TrainContext:
     stage: Stage | None = None
     models: dict[str, Path] = field(default_factory=dict)
 
-    def fit(self, items: Sequence[Item], loss_fn: LossFn, select: bool = True) -> TrainResult:
-        """`fit` the current student; `select` False keeps the last checkpoint instead of the best on valid."""
-        evaluate = self.evaluate if select else None
-        return fit(self.student, items, loss_fn, self.config, evaluate, self.out_dir, self.log, self.show_progress)
+    def fit(self, items: Sequence[Item], loss_fn: LossFn) -> TrainResult:
+        return fit(self.student, items, loss_fn, self.config, self.evaluate, self.out_dir, self.log, self.show_progress)
 
     def cached(self, kind: str, key: dict[str, Any], build: Callable[[Path], None]) -> Path:
         """The folder of a shared stage (see the class docstring), built by `build(work_dir)` if missing."""
