@@ -102,7 +102,7 @@ def prepare(spec: RunSpec) -> Prepared:
         raise UserError("decode.early_stop samples in one window size: give every esc scheme the same window")
     for t in spec.eval.test_sets:  # out-of-distribution test sets resolve before any work
         get_task(t.name, **t.options)
-    for name in method.stages:  # the model it builds on must resolve too (NCE's `nat:` options)
+    for name in method.stages_of(p.method_cfg):  # the model it builds on must resolve too (NCE's `nat:` options)
         dependency(p, name)
     return p
 
@@ -198,7 +198,7 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
 
         # 4. train (cached): the method's own loss through the shared loop, best on valid; first
         # the models it builds on (NCE: the NAT model of the same settings, or its cell's checkpoint)
-        for name in p.method.stages:
+        for name in p.method.stages_of(p.method_cfg):
             dep = dependency(p, name)
             log.tags({f"stage/{name}_checkpoint": student_key(dep, model_ref, bank_key), f"stage/{name}_run": tracker.finished_run(cell_hash(dep.spec)) or ""})
         ckpt, student = trained_checkpoint(p, model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
@@ -487,7 +487,7 @@ def trained_checkpoint(
         log.metrics({"train/best_step": res["best_step"], "train/best_valid": res["best_valid"], "train/seconds": res["seconds"]})
         return ckpt, None
     models = {}
-    for name in p.method.stages:
+    for name in p.method.stages_of(p.method_cfg):
         dep = dependency(p, name)
         dep_ckpt, dep_student = trained_checkpoint(dep, *args, _Prefixed(log, f"stage/{name}/"), device, lengths, show_progress)
         del dep_student  # this method loads what it needs from the checkpoint

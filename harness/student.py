@@ -48,6 +48,9 @@ class Scored:
     logits: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
+    # [B, T, d] last hidden states at the target positions (only when asked for: score_encoded's
+    # `hidden=True`): T5's decoder states, which read the input through cross-attention
+    hidden: torch.Tensor | None = None
 
     def token_nll(self) -> torch.Tensor:
         """[B, T] negative log-likelihood of each target token (0 where masked)."""
@@ -57,6 +60,21 @@ class Scored:
     def sequence_nll(self) -> torch.Tensor:
         """[B] mean NLL over each sequence's target tokens."""
         return self.token_nll().sum(1) / self.mask.sum(1).clamp(min=1)
+
+
+@dataclass
+class Encoded:
+    """Inputs encoded once, to score several targets each (Student.encode / score_encoded).
+
+    T5: the encoder's states [B, S, d] and mask [B, S]; a causal student has no separate encoder
+    (its input and target are one sequence), so only the texts are kept."""
+
+    inputs: list[str]
+    states: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+    def detach(self) -> Encoded:
+        return Encoded(self.inputs, None if self.states is None else self.states.detach(), self.mask)
 
 
 @dataclass
@@ -169,7 +187,11 @@ class Student:
             )
             mask = labels != -100
             return Scored(out.logits, labels.clamp(min=0), mask)
-        # causal: concatenate, right-pad, and score only the target part
+        return self._score_causal(inputs, targets)
+
+    def _score_causal(self, inputs: list[str], targets: list[str], hidden: bool = False) -> Scored:
+        """Causal family: concatenate, right-pad, and score only the target part."""
+        tok = self.tokenizer
         eos = tok.eos_token_id
         rows, label_rows = [], []
         for x, y in zip(inputs, targets, strict=True):
@@ -182,10 +204,53 @@ class Student:
         ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
         labels = torch.tensor([r + [-100] * (width - len(r)) for r in label_rows], device=self.device)
         attn = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
-        logits = self.model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+        out = self.model(input_ids=ids, attention_mask=attn, output_hidden_states=hidden)
         labels = labels[:, 1:]
         mask = labels != -100
-        return Scored(logits, labels.clamp(min=0), mask)
+        return Scored(out.logits[:, :-1], labels.clamp(min=0), mask, out.hidden_states[-1][:, :-1] if hidden else None)
+
+    def encode(self, inputs: list[str]) -> Encoded:
+        """Run T5's encoder once over `inputs`, for score_encoded to reuse across many targets."""
+        if self.family != "t5":
+            return Encoded(list(inputs))
+        enc = self.tokenizer(inputs, max_length=self.max_input_len, truncation=True, padding=True, return_tensors="pt").to(self.device)
+        states = self.model.get_encoder()(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+        return Encoded(list(inputs), states, enc.attention_mask)
+
+    def score_encoded(self, enc: Encoded, rows: list[int], targets: list[str], hidden: bool = False) -> Scored:
+        """`score(inputs[rows], targets)` with the inputs' encoder states from `enc` (T5: the
+        encoder is not run again; row r of the result reads input rows[r]). `hidden` also returns
+        the last hidden states at the target positions (Scored.hidden)."""
+        if enc.states is None:  # causal: nothing to reuse
+            if not hidden:
+                return self.score([enc.inputs[r] for r in rows], targets)
+            return self._score_causal([enc.inputs[r] for r in rows], targets, hidden=True)
+        from transformers.modeling_outputs import BaseModelOutput
+
+        index = torch.tensor(rows, device=enc.states.device)
+        lab = self.tokenizer(targets, max_length=self.max_target_len, truncation=True, padding=True, return_tensors="pt")
+        labels = lab.input_ids.masked_fill(lab.attention_mask == 0, -100).to(self.device)
+        out = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=enc.states.index_select(0, index)),
+            attention_mask=enc.mask.index_select(0, index),
+            labels=labels,
+            output_hidden_states=hidden,
+        )
+        mask = labels != -100
+        return Scored(out.logits, labels.clamp(min=0), mask, out.decoder_hidden_states[-1] if hidden else None)
+
+    def features(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states [B, T, d], mask [B, T]): what the student's encoder makes of `texts` (T5: its
+        encoder; causal: the transformer under the LM head), for heads such as QCRD's judge."""
+        enc = self.tokenizer(texts, max_length=self.max_input_len + self.max_target_len, truncation=True, padding=True, return_tensors="pt").to(self.device)
+        body = self.model.get_encoder() if self.family == "t5" else self.model.get_decoder()
+        states = body(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+        return states, enc.attention_mask.bool()
+
+    @property
+    def hidden_size(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "d_model", None) or cfg.hidden_size)
 
     def save(self, out: Path) -> None:
         self.model.save_pretrained(out)

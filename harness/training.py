@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +47,24 @@ Evaluate = Callable[[Student], float]
 Log = Callable[[dict[str, float], int], None]
 # (kind, key, build) -> the folder of a cached stage (TrainContext.stage)
 Stage = Callable[[str, dict[str, Any], Callable[[Path], None]], Path]
+
+
+
+class Companion(Protocol):
+    """What a method trains and carries beside the student (QCRD: its judge head, the queue of
+    earlier snapshots and the negatives they sampled). `fit` puts `parameters()` in the optimizer
+    with the student's, saves `state_dict()` (plain values and tensors) in `last.pt` and gives it
+    back to `load_state_dict` on resume (None on a fresh start), calls `step_begin` before each
+    optimizer step (`micro`: micro-batches consumed so far) and `step_end` after it, and `saved()`
+    once a state is safely on disk (files the saved state no longer names may go then)."""
+
+    def parameters(self) -> dict[str, torch.nn.Parameter]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any] | None) -> None: ...
+    def step_begin(self, student: Student, step: int, micro: int) -> None: ...
+    def step_end(self, student: Student, step: int) -> None: ...
+    def saved(self) -> None: ...
+
 
 STATE_FILE = "last.pt"
 LOG_FILE = "log.jsonl"
@@ -183,7 +201,9 @@ class TrainState:
     running: dict[str, float] = field(default_factory=dict)  # metric sums of the current log window
     window: dict[str, float] = field(default_factory=lambda: {"steps": 0, "seconds": 0.0})
 
-    def save(self, path: Path, fingerprint: dict[str, Any], params: dict[str, torch.Tensor], opt: Any, sched: Any) -> None:
+    def save(
+        self, path: Path, fingerprint: dict[str, Any], params: dict[str, torch.Tensor], opt: Any, sched: Any, companion: dict[str, Any] | None = None
+    ) -> None:
         """Atomically write the state with the trainable weights, optimizer, schedule and RNGs."""
         _atomic_torch_save(
             {
@@ -194,16 +214,18 @@ class TrainState:
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
                 "rng": rng_state(),
+                "companion": companion or {},
             },
             path,
         )
 
     @classmethod
     def load(
-        cls, path: Path, fingerprint: dict[str, Any], params: dict[str, torch.Tensor], opt: Any, sched: Any
+        cls, path: Path, fingerprint: dict[str, Any], params: dict[str, torch.Tensor], opt: Any, sched: Any, companion: Companion | None = None
     ) -> TrainState | None:
-        """The saved state, with weights, optimizer, schedule and RNGs restored in place; None when
-        there is none, or it was saved by a different training setup (a warning says so)."""
+        """The saved state, with weights, optimizer, schedule, RNGs (and the companion's state)
+        restored in place; None when there is none, or it was saved by a different training setup
+        (a warning says so)."""
         if not path.exists():
             return None
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -216,6 +238,8 @@ class TrainState:
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
+        if companion is not None:
+            companion.load_state_dict(saved.get("companion") or {})
         fields = {f.name for f in dataclasses.fields(cls)}
         state = cls(**{k: v for k, v in saved.items() if k in fields})
         state.curve = [(s, v) for s, v in state.curve]
@@ -240,8 +264,12 @@ def fit(
     out_dir: Path,
     log: Log = lambda metrics, step: None,
     show_progress: bool = True,
+    companion: Companion | None = None,
 ) -> TrainResult:
     """Train `student` in place on `items` with `loss_fn`; leave it at the best valid checkpoint.
+
+    `companion` (see Companion) trains beside the student: its parameters are optimised with the
+    student's and its state is saved and resumed with the loop's; checkpoints hold the student only.
 
     `evaluate` None selects nothing: the last checkpoint is kept (a stage whose model is not
     judged by valid accuracy, e.g. NAT's negative adapter) and no valid metric is logged.
@@ -260,6 +288,8 @@ def fit(
     seed_everything(cfg.run_seed)
     model.train()
     params = student.trainable_parameters()
+    if companion is not None:
+        params = {**params, **{f"companion.{n}": p for n, p in companion.parameters().items()}}
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total))
     # what a saved state must match to be resumed here (the work dir is keyed by the spec, so a
@@ -274,9 +304,11 @@ def fit(
         "params": [[n, list(p.shape)] for n, p in params.items()],
     }
     state_path, log_path = out_dir / STATE_FILE, out_dir / LOG_FILE
-    state = TrainState.load(state_path, fingerprint, params, opt, sched)
+    state = TrainState.load(state_path, fingerprint, params, opt, sched, companion)
     if state is None:  # a fresh start: nothing of an earlier run may be trusted
         state = TrainState()
+        if companion is not None:
+            companion.load_state_dict(None)
         _remove([state_path, log_path, *out_dir.glob("best*"), *out_dir.glob(".*.tmp")])
     else:  # checkpoints written after the state was saved belong to steps that run again
         _remove([p for p in [*out_dir.glob("best-*"), *out_dir.glob(".*.tmp")] if p.name != state.best_dir])
@@ -295,7 +327,9 @@ def fit(
 
     def save_state() -> None:
         state.seconds = seconds_before + time.perf_counter() - t_start
-        state.save(state_path, fingerprint, params, opt, sched)
+        state.save(state_path, fingerprint, params, opt, sched, companion.state_dict() if companion is not None else None)
+        if companion is not None:
+            companion.saved()
 
     def checkpoint(step: int) -> None:
         if evaluate is None:  # no selection: the latest checkpoint is the one kept
@@ -343,6 +377,8 @@ def fit(
             bar = progress.add_task("train", total=total, completed=start, loss=float("nan"), rate=0.0, valid="-")
             for step in range(start + 1, total + 1):
                 t0 = time.perf_counter()
+                if companion is not None:
+                    companion.step_begin(student, step, state.micro)
                 opt.zero_grad(set_to_none=True)
                 loss_sum = 0.0
                 for _ in range(cfg.grad_accum):
@@ -357,6 +393,8 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
                 opt.step()
                 sched.step()
+                if companion is not None:
+                    companion.step_end(student, step)
                 state.step = step
                 state.running["loss"] = state.running.get("loss", 0.0) + loss_sum
                 state.window["steps"] += 1
@@ -411,8 +449,8 @@ class TrainContext:
     stage: Stage | None = None
     models: dict[str, Path] = field(default_factory=dict)
 
-    def fit(self, items: Sequence[Item], loss_fn: LossFn) -> TrainResult:
-        return fit(self.student, items, loss_fn, self.config, self.evaluate, self.out_dir, self.log, self.show_progress)
+    def fit(self, items: Sequence[Item], loss_fn: LossFn, companion: Companion | None = None) -> TrainResult:
+        return fit(self.student, items, loss_fn, self.config, self.evaluate, self.out_dir, self.log, self.show_progress, companion)
 
     def cached(self, kind: str, key: dict[str, Any], build: Callable[[Path], None]) -> Path:
         """The folder of a shared stage (see the class docstring), built by `build(work_dir)` if missing."""

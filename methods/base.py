@@ -30,11 +30,18 @@ class MethodDef:
     # that method's own cell) with the same student, bank, budget and seed, and handed to `train`
     # as ctx.models[name]; the options of each come from the config's field of the same name
     stages: tuple[str, ...] = ()
+    # the same, when it depends on the method's options (QCRD's fixed negative generator, a DSS
+    # model, only with `negatives: fixed`); read through `stages_of`
+    stages_for: Callable[[Any], tuple[str, ...]] | None = None
     # how a saved checkpoint of this method loads (default Student.load), for methods whose
     # student is more than a model with an optional LoRA adapter (NAT's integrate units)
     load_student: Callable[..., Any] | None = None
     # what it trains, in order, one line each (shown by --dry-run); each trains the cell's budget
     plan: tuple[str, ...] = ()
+
+    def stages_of(self, cfg: Any) -> tuple[str, ...]:
+        """The methods whose trained model this one builds on, with these options."""
+        return self.stages_for(cfg) if self.stages_for is not None else self.stages
 
     def __post_init__(self) -> None:
         unknown = set(self.inputs) - set(INPUTS)

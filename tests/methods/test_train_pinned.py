@@ -36,6 +36,7 @@ PINNED: dict[tuple[str, str], list[float]] = {
     ("t5", "nt"): [-2.87739, 3.12164, 0.0131689],
     ("t5", "nat"): [5.68161, 5.62496, 5.56932],
     ("t5", "nce"): [4.29936, 4.29228, 4.28388],
+    ("t5", "qcrd"): [3.66256, 4.06411, 4.33287],
     ("llama", "finetune"): [5.69315, 4.90125, 4.67191],
     ("llama", "dss"): [5.73569, 5.09849, 4.8402],
     ("llama", "single_task"): [5.67128, 5.30687, 4.8166],
@@ -45,6 +46,7 @@ PINNED: dict[tuple[str, str], list[float]] = {
     ("llama", "nt"): [-2.91227, 3.05686, 0.0785327],
     ("llama", "nat"): [5.67128, 5.67668, 5.56245],
     ("llama", "nce"): [4.25223, 4.2531, 4.19996],
+    ("llama", "qcrd"): [4.09064, 2.71652, 3.20485],
 }
 
 
@@ -60,7 +62,7 @@ def train_three_steps(student: Student, task, method_name: str, out_dir, models=
     same way, from a copy of the untrained student."""
     method = METHODS[method_name]
     models = dict(models or {})
-    for dep in method.stages:
+    for dep in method.stages_of(method.config()):
         untrained = Student.load(student.model.name_or_path)
         train_three_steps(untrained, task, dep, out_dir / f"stage-{dep}")
         models[dep] = out_dir / f"stage-{dep}" / "best"
