@@ -8,6 +8,7 @@ its cells are the cartesian product of the axes applied to the base.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -155,18 +156,31 @@ class GridSpec(Strict):
     def cells(self) -> list[tuple[str, RunSpec]]:
         """(cell name, validated run spec) for every point of the grid."""
         axes = list(self.grid.items())
+        labels = [value_labels(v) for _, v in axes]
         out = []
-        for values in itertools.product(*(v for _, v in axes)):
+        for index in itertools.product(*(range(len(v)) for _, v in axes)):
             data = {**self.base, "name": self.name}
             parts = []
-            for (k, _), val in zip(axes, values, strict=True):
-                data = set_dotted(data, k, val)
-                # a whole section as an axis value (task: [{name: svamp, ...}, ...]) is labelled by its name
-                label = val["name"] if isinstance(val, dict) and "name" in val else val
-                parts.append(f"{axis_label(k)}={label}")
+            for (k, values), names, i in zip(axes, labels, index, strict=True):
+                data = set_dotted(data, k, values[i])
+                parts.append(f"{axis_label(k)}={names[i]}")
             cell = ",".join(parts) or self.name
             out.append((cell, validate(RunSpec, data, where=f"cell {cell}")))
         return out
+
+
+def value_labels(values: list[Any]) -> list[str]:
+    """How each value of an axis names its cells. A whole section (task: [{name: svamp, ...}]) is
+    labelled by its name; sections sharing a name (an ablation: method: [{name: qcrd}, {name:
+    qcrd, k: 0}]) also by their other options, `qcrd[k=0]`, so that every cell name differs."""
+    names = [v["name"] if isinstance(v, dict) and "name" in v else v for v in values]
+    out = []
+    for v, name in zip(values, names, strict=True):
+        if isinstance(v, dict) and names.count(name) > 1 and len(v) > 1:
+            opts = ",".join(f"{k}={json.dumps(x, separators=(',', ':')) if isinstance(x, (dict, list)) else x}" for k, x in v.items() if k != "name")
+            name = f"{name}[{opts}]"
+        out.append(str(name))
+    return out
 
 
 def axis_label(key: str) -> str:

@@ -123,14 +123,15 @@ def estimate_gpu_hours(spec: RunSpec, params: float | None, n_train: int | None)
         return None, 0
     if params is None:
         return None, steps
-    from methods import get_method
+    from methods import get_method, make_config
 
     method = get_method(spec.method.name)
-    passes = method.passes  # sequences scored per example (dss/mi: 2)
+    cfg = make_config(method, spec.method.options)
+    passes = method.passes_of(cfg)  # sequences scored per example (dss/mi: 2)
     tokens = steps * t.batch_size * t.grad_accum * (spec.student.max_input_len + spec.student.max_target_len) * passes
     # a method that trains in stages (NAT) pays the budget once per stage; the models it builds on
     # (NCE's NAT) are counted in their own cells
-    fits = 1 + sum(line.startswith("stage ") for line in method.plan[1:])
+    fits = 1 + sum(line.startswith("stage ") for line in method.plan_of(cfg)[1:])
     return 6 * params * tokens * fits / ASSUMED_FLOPS / 3600, steps
 
 
@@ -205,8 +206,9 @@ def dry_run(cells: Sequence[tuple[str, RunSpec]], out: Console) -> None:
         if s.ranker is not None:
             r = s.ranker
             out.print(f"    ranker: {r.encoder}, {r.steps} steps x {r.batch_size} pairs, lr {r.lr:g} (trained once per bank, shared)", markup=False)
-        for i, line in enumerate(p.method.plan, 1):
-            out.print(f"    {s.method.name} {i}/{len(p.method.plan)}: {line}", markup=False)
+        plan = p.method.plan_of(p.method_cfg)
+        for i, line in enumerate(plan, 1):
+            out.print(f"    {s.method.name} {i}/{len(plan)}: {line}", markup=False)
     notes = [f"{missing} with missing data"] if missing else []
     if missing_weights:
         notes.append(f"{missing_weights} with missing weights")

@@ -24,28 +24,35 @@ class MethodDef:
     citation: str
     consumes: str  # what the method trains on, in words (README methods table, `distillbench methods`)
     inputs: frozenset[str] = frozenset({"gold"})  # the same as a set of INPUTS
-    passes: int = 1  # sequences scored per training example (dss/mi: predict + explain): cost estimates
+    # sequences scored per training example (dss/mi: predict + explain), in forward+backward
+    # equivalents: the dry run's cost estimate. Like `stages` and `plan`, either a value or a
+    # function of the method's config (QCRD's depends on m, k, the scheme and the judge).
+    passes: float | Callable[[Any], float] = 1
     scores_chains: bool = False  # writes ranker scores on its chains (what asc:1..3 vote with)
     # methods whose trained model this one builds on (NCE: ("nat",)): trained once (or reused from
     # that method's own cell) with the same student, bank, budget and seed, and handed to `train`
     # as ctx.models[name]; the options of each come from the config's field of the same name
-    stages: tuple[str, ...] = ()
-    # the same, when it depends on the method's options (QCRD's fixed negative generator, a DSS
-    # model, only with `negatives: fixed`); read through `stages_of`
-    stages_for: Callable[[Any], tuple[str, ...]] | None = None
+    # (QCRD's: the DSS model a fixed negative generator samples from, only with `negatives: fixed`)
+    stages: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ()
     # how a saved checkpoint of this method loads (default Student.load), for methods whose
     # student is more than a model with an optional LoRA adapter (NAT's integrate units)
     load_student: Callable[..., Any] | None = None
     # what it trains, in order, one line each (shown by --dry-run); each trains the cell's budget
-    plan: tuple[str, ...] = ()
+    plan: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ()
 
     def stages_of(self, cfg: Any) -> tuple[str, ...]:
         """The methods whose trained model this one builds on, with these options."""
-        return self.stages_for(cfg) if self.stages_for is not None else self.stages
+        return self.stages(cfg) if callable(self.stages) else self.stages
+
+    def plan_of(self, cfg: Any) -> tuple[str, ...]:
+        return self.plan(cfg) if callable(self.plan) else self.plan
+
+    def passes_of(self, cfg: Any) -> float:
+        return self.passes(cfg) if callable(self.passes) else self.passes
 
     def __post_init__(self) -> None:
         unknown = set(self.inputs) - set(INPUTS)
         if unknown or not self.inputs:
             raise ValueError(f"method {self.name!r}: inputs must be a non-empty subset of {INPUTS}, got {sorted(self.inputs)}")
-        if self.passes < 1:
+        if not callable(self.passes) and self.passes < 1:
             raise ValueError(f"method {self.name!r}: passes must be >= 1, got {self.passes}")

@@ -723,17 +723,34 @@ def stages(cfg: QCRDConfig) -> tuple[str, ...]:
     return ("dss",) if cfg.samples_negatives and cfg.negatives == "fixed" else ()
 
 
+def passes(cfg: QCRDConfig) -> float:
+    """Sequences per example in forward+backward equivalents (the dry run's estimate): predict;
+    the picked positive (and negative) with gradients and the m + k candidates without (a third
+    each), or all of them with gradients for mean / wmean; the judge's encoder pass over the
+    m + k pairs (about half a model, with gradients)."""
+    picked = 1 + (cfg.k > 0)
+    cands = cfg.m + cfg.k
+    rationale = cands if cfg.scheme in ("mean", "wmean") else (picked + cands / 3 if cands > picked else picked)
+    judge = cands / 2 if cfg.judge and cfg.judge_features == "encoder" else 0.0
+    return 1 + rationale + judge
+
+
+def plan(cfg: QCRDConfig) -> tuple[str, ...]:
+    src = {
+        "self": f"sampled at T {cfg.temperature:g} from its own snapshot {cfg.j} iterations back",
+        "teacher": "the teacher's minority answers (SC)",
+        "fixed": f"sampled at T {cfg.temperature:g} from the DSS model of the same settings (its cell's checkpoint, else trained once here)",
+    }[cfg.negatives]
+    negs = f"{cfg.k} negative(s) per example {src}" if cfg.k else "no negatives (w/o NK)"
+    judge = f"the judge pretrained {cfg.judge_pretrain_steps} steps (cached per student/bank/seed), then online" if cfg.judge else "no judge (w/o QJ)"
+    return (f"the student: predict + {cfg.scheme} contrastive loss over up to {cfg.m} teacher positives; {negs}; {judge}",)
+
+
 METHOD = MethodDef(
     "qcrd", QCRDConfig, train, test_input, CITATION,
     "gold labels + teacher positives by self-consistency; negatives from the student's own earlier snapshots, weighted by a judge",
     inputs=frozenset({"gold", "positives", "negatives"}),
-    # sequences per example, in forward+backward equivalents (for the dry-run cost estimate):
-    # predict + the 2 picked rationales with gradients, the m + k candidates without (1/3 each),
-    # the judge's encoder pass over the m + k (x, r) pairs (about half a model, with gradients)
-    passes=8,
-    stages_for=stages,
-    plan=(
-        "the judge: pretrained on teacher positives vs negatives (judge_pretrain_steps, cached per student/bank/seed)",
-        "the student: predict + contrastive rationale loss, negatives sampled from its snapshot j iterations back, the judge trained online",
-    ),
+    passes=passes,
+    stages=stages,
+    plan=plan,
 )

@@ -1,5 +1,6 @@
-"""The paper grids (runs/paper-qcrd-t5.yaml, runs/paper-tdg-llama.yaml) validate and expand
-offline with --dry-run, with costs, and download nothing."""
+"""The paper grids (runs/paper-qcrd-t5.yaml, runs/paper-qcrd-ablation.yaml,
+runs/paper-tdg-llama.yaml) validate and expand offline with --dry-run, with costs, and download
+nothing."""
 
 import os
 import shutil
@@ -29,8 +30,9 @@ def test_paper_grid_dry_run_lists_cells_costs_and_what_is_missing(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     cells = [x for x in lines if x.startswith("model=")]
-    assert len(cells) == 32  # 2 students x 4 tasks x 4 methods
-    assert "32 cells" in r.stdout and "32 with missing weights" in r.stdout
+    assert len(cells) == 40  # 2 students x 4 tasks x 5 methods
+    assert "40 cells" in r.stdout and "40 with missing weights" in r.stdout
+    assert sum(",method=qcrd:" in x for x in cells) == 8
     assert all("weights MISSING (not in the local HF cache" in x for x in cells)
     assert all("steps=10000 batch=8x1" in x and "GPU-h est." in x for x in cells)
     assert any("247.6M params" in x for x in cells) and any("77.0M params" in x for x in cells)
@@ -39,8 +41,25 @@ def test_paper_grid_dry_run_lists_cells_costs_and_what_is_missing(tmp_path):
         anli = next(x for x in cells if "task=anli," in x)
         assert "MISSING train" in anli and "anli1_train.json" in anli
         assert "702/98/200 train/valid/test" in next(x for x in cells if "task=svamp," in x)
-        assert "16 with missing data" in r.stdout
+        assert "20 with missing data" in r.stdout
     assert not (tmp_path / "hf" / "hub").exists() or not any((tmp_path / "hf" / "hub").iterdir())
+
+
+def test_qcrd_ablation_grid_dry_run_has_one_cell_per_reported_setting(tmp_path):
+    """Tables 4-6 and the appendix's negative-source and temperature tables: 22 cells on one bank
+    (GPT-3.5, 20 samples, majority labels), each named by what differs from the full method."""
+    r = dry_run("runs/paper-qcrd-ablation.yaml", tmp_path)
+    assert r.returncode == 0, r.stderr
+    cells = [x.split(":")[0] for x in r.stdout.splitlines() if x.startswith("method=")]
+    assert len(cells) == len(set(cells)) == 22 and "22 cells" in r.stdout
+    for name in ("method=qcrd", "method=dss", "method=qcrd[m=1,k=0,judge=False]", "method=qcrd[scheme=wmean]", "method=qcrd[m=20]",
+                 "method=qcrd[k=3]", "method=qcrd[j=10]", "method=qcrd[negatives=fixed]", "method=qcrd[negatives=teacher]", "method=qcrd[temperature=0.0]"):
+        assert name in cells, name
+    assert r.stdout.count("teacher=openai:gpt-3.5-turbo(k=20, T=0.7, label=majority)") == 22
+    assert "from the DSS model of the same settings" in r.stdout and "no negatives (w/o NK); no judge (w/o QJ)" in r.stdout
+    # the estimate follows what each cell scores: the DSS-equivalent config costs what DSS costs
+    hours = {x.split(":")[0]: float(x.split("~")[1].split(" GPU-h")[0]) for x in r.stdout.splitlines() if x.startswith("method=")}
+    assert hours["method=qcrd[m=1,k=0,judge=False]"] == hours["method=dss"] < hours["method=qcrd[judge=False]"] < hours["method=qcrd"]
 
 
 def test_tdg_paper_grid_dry_run_shows_stages_test_sets_and_ranker(tmp_path):

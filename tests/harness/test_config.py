@@ -108,6 +108,22 @@ def test_axis_label():
     assert axis_label("seed") == "seed"
 
 
+def test_sections_sharing_a_name_are_labelled_by_their_options(tmp_path):
+    """An ablation axis (method: [{name: qcrd}, {name: qcrd, k: 0}]) names each cell by what
+    differs; sections with distinct names keep the plain name."""
+    p = write(
+        tmp_path,
+        "name: g\nbase:\n  task: {name: arith}\n  method: {name: finetune}\n"
+        "grid:\n  method: [{name: dss}, {name: qcrd}, {name: qcrd, k: 0, judge: false}, {name: qcrd, dss: {alpha: 0.3}}]\n"
+        "  task: [{name: arith, n_train: 50}, {name: gsm_symbolic}]\n",
+    )
+    cells = [c for c, _ in load_grid(p).cells()]
+    assert cells[:4:2] == ["method=dss,task=arith", "method=qcrd,task=arith"]
+    assert cells[4] == "method=qcrd[k=0,judge=False],task=arith"
+    assert cells[6] == 'method=qcrd[dss={"alpha":0.3}],task=arith'
+    assert len(set(cells)) == 8
+
+
 def test_grid_without_axes_is_one_cell():
     g = GridSpec(name="one", base=BASE)
     assert [c for c, _ in g.cells()] == ["one"]
