@@ -18,6 +18,15 @@ on the same student and the same batch of chains: NAT stage 1 (a LoRA_neg step, 
 NAT stage 2 (LoRA_pos + integrate units over the frozen LoRA_neg, a logged at every step) and NCE
 (a fresh LoRA student plus the NAT model's two forward passes, p_pos and p_neg, under no_grad).
 
+QCRD gets a third table against DSS on the same student and the same examples (m 5 distinct
+positive rationales per example: the oracle's chain under five wordings, as five teacher samples
+would differ; one negative): with the judge on and off, with self-adversarial sampling on (its
+cost amortised: one iteration's negatives are sampled in batches of 64 at T 1.5, so a step pays
+B/64 of a 64-prompt generate call) and off (the teacher's negatives), the judge reading the
+scoring pass's states (`judge_features: reuse`), and "naive": every candidate scored with a graph
+and its own encoder pass (what a direct implementation of Eqs. 3-7 does). Then the breakdown of
+the default step: forward, judge (forward + backward), backward + optimizer, sampling.
+
     python bench/train_step.py [--batch-size 32] [--steps 1] [--rounds 40] [--k 2] [--wrong-rate 0.5]
 """
 
@@ -48,7 +57,7 @@ from tasks import get_task
 class Capture(TrainContext):
     """A TrainContext whose fit records (items, loss_fn) instead of training."""
 
-    def fit(self, items, loss_fn) -> TrainResult:  # type: ignore[override]
+    def fit(self, items, loss_fn, companion=None) -> TrainResult:  # type: ignore[override]
         self.captured = (list(items), loss_fn)
         return TrainResult(best_step=0, best_valid=0.0, steps=0, seconds=0.0)
 
@@ -110,6 +119,120 @@ def lora_timers(model_dir: Path, batch: list[dict[str, Any]]) -> dict[str, Any]:
     return timers
 
 
+WORDINGS = ("", "First, ", "We compute ", "Step by step: ", "So ")
+
+
+def qcrd_items(task, examples) -> list[dict[str, Any]]:
+    """QCRD items with 5 distinct positives (five wordings of the oracle's chain) and one teacher negative."""
+    out = []
+    for ex in examples:
+        right = task.write_chain(ex)[0].split(" The answer")[0]
+        out.append({"input": task.student_input(ex), "label": ex.answer, "positives": [w + right for w in WORDINGS], "teacher_negatives": ["1 + 1 = 3."]})
+    return out
+
+
+class FixedNegatives:
+    """The companion's place in the loss: the step, and each item's negative (the teacher's, or
+    one sampled once beforehand, so the loss is timed without the sampling)."""
+
+    def __init__(self, cfg, head, negatives: list[list[str]]) -> None:
+        self.cfg, self.head, self.negs = cfg, head, negatives
+        self.step, self.cursor, self.sample_seconds, self.iteration_steps = 1, 0, 0.0, 250
+
+    def negatives_for(self, batch):
+        return self.negs[: len(batch)]
+
+
+def naive_qcrd_loss(cfg, head):
+    """Eqs. 2-8 as written: every candidate scored with a graph, each with its own encoder pass."""
+    from methods import qcrd
+    from methods.common import nll_loss
+
+    def loss(student: Student, batch):
+        pred = student.score([cfg.predict_prefix + b["input"] for b in batch], [b["label"] for b in batch])
+        pos = [b["positives"] for b in batch]
+        neg = [b["sampled"] for b in batch]
+        xs = [cfg.explain_prefix + b["input"] for b in batch]
+        flat_x = [x for x, g in zip(xs, pos) for _ in g] + [x for x, g in zip(xs, neg) for _ in g]
+        flat_r = [r for g in pos for r in g] + [r for g in neg for r in g]
+        values = student.score(flat_x, flat_r).sequence_nll()
+        n_pos = sum(map(len, pos))
+        l_pos, pm = qcrd.padded(pos, values[:n_pos], max(map(len, pos)))
+        l_neg, nm = qcrd.padded(neg, values[n_pos:], max(map(len, neg)))
+        raw = [b["input"] for b, g in zip(batch, pos) for _ in g] + [b["input"] for b, g in zip(batch, neg) for _ in g]
+        s = qcrd.judge_scores(student, head, raw, flat_r)
+        s_pos, _ = qcrd.padded(pos, s[:n_pos], l_pos.shape[1])
+        s_neg, _ = qcrd.padded(neg, s[n_pos:], l_neg.shape[1])
+        l_cl = qcrd.contrastive_loss(l_pos, pm, l_neg, nm, s_pos, s_neg)
+        l_pred = nll_loss(pred.token_nll(), pred.mask)
+        return qcrd.qcrd_loss(l_pred, l_cl, qcrd.judge_loss(s_pos, pm, s_neg, nm), cfg.a1, cfg.a2, cfg.a3), {}
+
+    return loss
+
+
+def qcrd_timers(model_dir: Path, task, examples, neg_tokens: int) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """(step closures of DSS and the QCRD variants, forward-only closures, sampling s per step)."""
+    from harness.decoding import HFDecoder, SamplingParams
+    from methods import dss, qcrd
+
+    items = qcrd_items(task, examples)
+    dss_batch = [{"input": it["input"], "label": it["label"], "rationale": it["positives"][0]} for it in items]
+    timers = {"dss (baseline)": step_timer(Student.load(model_dir), dss_batch, dss.loss_fn(dss.DSSConfig()), lr=3e-3)}
+    forwards: dict[str, Any] = {}
+    # the negatives a snapshot samples (T 1.5, random weights: they run to the token limit)
+    sampler = Student.load(model_dir)
+    params = SamplingParams(n=1, temperature=1.5, max_new_tokens=neg_tokens, seed=0)
+    prompts = ["explain: " + it["input"] for it in items]
+    gens = HFDecoder(sampler, 64).sample(prompts, params)
+    sampled = [[g[0].text or "_"] for g in gens]
+    t64 = []
+    for _ in range(3):
+        start = time.perf_counter()
+        HFDecoder(sampler, 64).sample((prompts * 64)[:64], params)
+        t64.append(time.perf_counter() - start)
+    sampling = min(t64) * len(items) / 64  # one step's share of an iteration sampled 64 prompts at a time
+
+    variants = {
+        "qcrd (judge, sampled negatives)": (QCRDConfig_(), sampled),
+        "qcrd, no judge": (QCRDConfig_(judge=False), sampled),
+        "qcrd, judge reuses the scoring states": (QCRDConfig_(judge_features="reuse"), sampled),
+        "qcrd, teacher negatives (no sampling)": (QCRDConfig_(negatives="teacher"), [it["teacher_negatives"] for it in items]),
+    }
+    for name, (cfg, negs) in variants.items():
+        student = Student.load(model_dir)
+        head = qcrd.new_head(student, cfg, 0) if cfg.judge else None
+        loss = qcrd.loss_fn(cfg, FixedNegatives(cfg, head, negs), "sequence", 0)
+        timers[name] = with_head(step_timer(student, items, loss, lr=3e-3), head)
+        if name.startswith("qcrd (judge") or name == "qcrd, no judge":
+            forwards[name] = (lambda s=student, f=loss: f(s, items))
+    naive_student = Student.load(model_dir)
+    cfg = QCRDConfig_()
+    naive_head = qcrd.new_head(naive_student, cfg, 0)
+    naive_batch = [dict(it, sampled=neg) for it, neg in zip(items, sampled)]
+    timers["qcrd, naive (every candidate with a graph)"] = with_head(step_timer(naive_student, naive_batch, naive_qcrd_loss(cfg, naive_head), lr=3e-3), naive_head)
+    return timers, forwards, sampling
+
+
+def QCRDConfig_(**kw):
+    from methods.qcrd import QCRDConfig
+
+    return QCRDConfig(**kw)
+
+
+def with_head(step, head):
+    """A step that also updates the judge head's parameters (as fit's optimizer does)."""
+    if head is None:
+        return step
+    opt = torch.optim.AdamW(list(head.parameters()), lr=3e-3)
+
+    def both() -> None:
+        opt.zero_grad(set_to_none=True)
+        step()
+        opt.step()
+
+    return both
+
+
 def timed(timers: dict[str, Any], rounds: int, steps: int) -> tuple[dict[str, float], dict[str, float]]:
     """(fastest block, median block) seconds per step of each closure, timed round-robin."""
     for step in timers.values():
@@ -146,6 +269,8 @@ def main() -> None:
     ap.add_argument("--wrong-rate", type=float, default=0.5)
     ap.add_argument("--families", default="t5,llama")
     ap.add_argument("--d-model", type=int, default=128, help="tiny student width (the demo's: 128)")
+    ap.add_argument("--negative-tokens", type=int, default=16, help="QCRD: tokens per sampled negative (an arith chain is about 8)")
+    ap.add_argument("--no-qcrd", action="store_true", help="skip the QCRD table")
     args = ap.parse_args()
 
     task = get_task("arith", n_train=500, n_valid=10, n_test=10)
@@ -153,12 +278,16 @@ def main() -> None:
     pos, neg = split_bank(oracle_chains(task, train, k=args.k, wrong_rate=args.wrong_rate, seed=0))
     positives, negatives = by_example(pos), by_example(neg)
     families = args.families.split(",")
-    # the methods that train through stages of their own (NAT, NCE) are in the LoRA table
-    full = [name for name, m in METHODS.items() if not m.stages and m.load_student is None]
+    # the methods that train through stages of their own (NAT, NCE) are in the LoRA table, QCRD
+    # (a companion samples its negatives between steps) in a table of its own
+    full = [name for name, m in METHODS.items() if not m.stages_of(m.config()) and m.load_student is None and name != "qcrd"]
     rows: dict[str, dict[str, float]] = {name: {} for name in full}  # fastest block
     medians: dict[str, dict[str, float]] = {name: {} for name in full}
     lora_rows: dict[str, dict[str, float]] = {}
     lora_medians: dict[str, dict[str, float]] = {}
+    q_rows: dict[str, dict[str, float]] = {}
+    q_medians: dict[str, dict[str, float]] = {}
+    breakdown: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
         for family in families:
             sizes = TinyConfig(d_model=args.d_model, n_heads=args.d_model // 32, d_ff=2 * args.d_model)
@@ -184,6 +313,24 @@ def main() -> None:
             for name in fastest:
                 lora_rows.setdefault(name, {})[family] = fastest[name]
                 lora_medians.setdefault(name, {})[family] = median[name]
+            if "qcrd" in METHODS and not args.no_qcrd:
+                timers, forwards, sampling = qcrd_timers(model_dir, task, train[: args.batch_size], args.negative_tokens)
+                fastest, median = timed(timers, args.rounds, args.steps)
+                fwd, _ = timed(forwards, args.rounds, args.steps)  # the loss alone (its graph built, no backward)
+                full_name, nojudge = "qcrd (judge, sampled negatives)", "qcrd, no judge"
+                for name in fastest:
+                    q_rows.setdefault(name, {})[family] = fastest[name]
+                    q_medians.setdefault(name, {})[family] = median[name]
+                for name in ("qcrd (judge, sampled negatives)", "qcrd, no judge"):  # + their sampling share
+                    q_rows.setdefault(name + " + sampling", {})[family] = fastest[name] + sampling
+                    q_medians.setdefault(name + " + sampling", {})[family] = median[name] + sampling
+                breakdown[family] = {
+                    "forward (predict, candidates without a graph, the picked two with one)": fwd[nojudge],
+                    "judge (its encoder pass, head, L_D: forward + backward)": fastest[full_name] - fastest[nojudge],
+                    "backward + optimizer": fastest[nojudge] - fwd[nojudge],
+                    "sampling the negative (amortised)": sampling,
+                    "dss step (for scale)": fastest["dss (baseline)"],
+                }
 
     print(
         f"train step time, {args.batch_size} items per step, arith, oracle bank K={args.k} "
@@ -195,6 +342,16 @@ def main() -> None:
     print()
     print("LoRA methods (TDG's r 8 / alpha 16 on q,v), the same batch of positive chains as single_task's:")
     print_table("step", lora_rows, lora_medians, "lora (baseline)", families)
+    if q_rows:
+        print()
+        print(f"QCRD (m 5 positives, k 1 negative of {args.negative_tokens} tokens) vs DSS, the same {args.batch_size} examples:")
+        print_table("step", q_rows, q_medians, "dss (baseline)", families)
+        print()
+        print("A QCRD step (judge on, sampled negatives), fastest blocks, ms:")
+        print("| part | " + " | ".join(f"tiny {f}" for f in families) + " |")
+        print("|---|" + "---:|" * len(families))
+        for part in next(iter(breakdown.values())):
+            print(f"| {part} | " + " | ".join(f"{1000 * breakdown[f][part]:.1f}" for f in families) + " |")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ model for tools that want one.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,10 @@ class Student:
     family: Family
     max_input_len: int = 256
     max_target_len: int = 128
+    # token ids by (text, max length, special tokens): training scores the same inputs and teacher
+    # chains every epoch (QCRD: m + k candidates per example per step), and tokenizing them again
+    # costs a fifth of a small model's forward pass on CPU
+    _ids: dict[tuple[str, int, bool], list[int]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, name_or_path: str | Path, device: str = "cpu", lora: Any = None, seed: int = 0, **lengths: int) -> Student:
@@ -175,35 +179,49 @@ class Student:
 
     def score(self, inputs: list[str], targets: list[str]) -> Scored:
         """Run the model on (input, target) pairs with teacher forcing."""
-        tok = self.tokenizer
         if self.family == "t5":
-            enc = tok(inputs, max_length=self.max_input_len, truncation=True, padding=True, return_tensors="pt")
-            lab = tok(targets, max_length=self.max_target_len, truncation=True, padding=True, return_tensors="pt")
-            labels = lab.input_ids.masked_fill(lab.attention_mask == 0, -100).to(self.device)
-            out = self.model(
-                input_ids=enc.input_ids.to(self.device),
-                attention_mask=enc.attention_mask.to(self.device),
-                labels=labels,
-            )
+            ids, attn = self._batch(inputs, self.max_input_len)
+            labels = self._labels(targets)
+            out = self.model(input_ids=ids, attention_mask=attn, labels=labels)
             mask = labels != -100
             return Scored(out.logits, labels.clamp(min=0), mask)
         return self._score_causal(inputs, targets)
 
+    def token_ids(self, texts: list[str], max_length: int, special: bool = True) -> list[list[int]]:
+        """The tokenizer's ids of each text (truncated to max_length), cached across calls."""
+        cache = self._ids
+        missing = [t for t in dict.fromkeys(texts) if (t, max_length, special) not in cache]
+        if missing:
+            if len(cache) > 1_000_000:  # a bound, far above any train set's distinct texts
+                cache.clear()
+                missing = list(dict.fromkeys(texts))
+            enc = self.tokenizer(missing, add_special_tokens=special, truncation=True, max_length=max_length)
+            for t, ids in zip(missing, enc.input_ids, strict=True):
+                cache[(t, max_length, special)] = ids
+        return [cache[(t, max_length, special)] for t in texts]
+
+    def _pad(self, rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad rows to one width: (ids [B, T], mask [B, T]) on the student's device."""
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [value] * (width - len(r)) for r in rows], device=self.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        return ids, mask
+
+    def _batch(self, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._pad(self.token_ids(texts, max_length), self.tokenizer.pad_token_id)
+
+    def _labels(self, targets: list[str]) -> torch.Tensor:
+        """T5 target ids [B, T], -100 on padding."""
+        return self._pad(self.token_ids(targets, self.max_target_len), -100)[0]
+
     def _score_causal(self, inputs: list[str], targets: list[str], hidden: bool = False) -> Scored:
         """Causal family: concatenate, right-pad, and score only the target part."""
-        tok = self.tokenizer
-        eos = tok.eos_token_id
-        rows, label_rows = [], []
-        for x, y in zip(inputs, targets, strict=True):
-            p = tok(self.prompt_text(x), truncation=True, max_length=self.max_input_len).input_ids
-            t = tok(y, add_special_tokens=False, truncation=True, max_length=self.max_target_len - 1).input_ids + [eos]
-            rows.append(p + t)
-            label_rows.append([-100] * len(p) + t)
-        width = max(len(r) for r in rows)
-        pad = tok.pad_token_id
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
-        labels = torch.tensor([r + [-100] * (width - len(r)) for r in label_rows], device=self.device)
-        attn = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        eos = self.tokenizer.eos_token_id
+        prompts = self.token_ids([self.prompt_text(x) for x in inputs], self.max_input_len)
+        answers = self.token_ids(targets, self.max_target_len - 1, special=False)
+        rows = [p + t + [eos] for p, t in zip(prompts, answers, strict=True)]
+        ids, attn = self._pad(rows, self.tokenizer.pad_token_id)
+        labels, _ = self._pad([[-100] * len(p) + t + [eos] for p, t in zip(prompts, answers, strict=True)], -100)
         out = self.model(input_ids=ids, attention_mask=attn, output_hidden_states=hidden)
         labels = labels[:, 1:]
         mask = labels != -100
@@ -213,9 +231,9 @@ class Student:
         """Run T5's encoder once over `inputs`, for score_encoded to reuse across many targets."""
         if self.family != "t5":
             return Encoded(list(inputs))
-        enc = self.tokenizer(inputs, max_length=self.max_input_len, truncation=True, padding=True, return_tensors="pt").to(self.device)
-        states = self.model.get_encoder()(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
-        return Encoded(list(inputs), states, enc.attention_mask)
+        ids, attn = self._batch(inputs, self.max_input_len)
+        states = self.model.get_encoder()(input_ids=ids, attention_mask=attn).last_hidden_state
+        return Encoded(list(inputs), states, attn)
 
     def score_encoded(self, enc: Encoded, rows: list[int], targets: list[str], hidden: bool = False) -> Scored:
         """`score(inputs[rows], targets)` with the inputs' encoder states from `enc` (T5: the
@@ -228,8 +246,7 @@ class Student:
         from transformers.modeling_outputs import BaseModelOutput
 
         index = torch.tensor(rows, device=enc.states.device)
-        lab = self.tokenizer(targets, max_length=self.max_target_len, truncation=True, padding=True, return_tensors="pt")
-        labels = lab.input_ids.masked_fill(lab.attention_mask == 0, -100).to(self.device)
+        labels = self._labels(targets)
         out = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc.states.index_select(0, index)),
             attention_mask=enc.mask.index_select(0, index),
@@ -242,10 +259,10 @@ class Student:
     def features(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(states [B, T, d], mask [B, T]): what the student's encoder makes of `texts` (T5: its
         encoder; causal: the transformer under the LM head), for heads such as QCRD's judge."""
-        enc = self.tokenizer(texts, max_length=self.max_input_len + self.max_target_len, truncation=True, padding=True, return_tensors="pt").to(self.device)
+        ids, attn = self._batch(texts, self.max_input_len + self.max_target_len)
         body = self.model.get_encoder() if self.family == "t5" else self.model.get_decoder()
-        states = body(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
-        return states, enc.attention_mask.bool()
+        states = body(input_ids=ids, attention_mask=attn).last_hidden_state
+        return states, attn.bool()
 
     @property
     def hidden_size(self) -> int:

@@ -145,6 +145,46 @@ def test_disk_queue_keeps_an_evicted_file_until_the_next_save(tmp_path):
     assert [f.name for f in q2.files()] == ["snapshot-0000005.safetensors"]
 
 
+def test_negatives_come_from_the_oldest_snapshot_and_the_student_is_left_as_it_was(student, arith, tmp_path):
+    """Greedy sampling (T 0) makes the generator visible: an iteration's negatives are what the
+    queue's oldest snapshot writes, not the current student; afterwards the student's weights are
+    its own again and a snapshot of them has joined the queue."""
+    from harness.decoding import GREEDY, HFDecoder
+
+    data = batch_items(arith, n=8)
+    tcfg = TrainConfig(steps=6, batch_size=4, lr=1e-3, eval_every=3, seed=0)
+    cfg = QCRDConfig(j=2, temperature=0.0, negative_max_new_tokens=5, judge=False)
+    comp = qcrd.QCRDCompanion(cfg, data, tcfg, None, tmp_path, student)
+    comp.load_state_dict(None)
+    old = {n: p.detach().clone() for n, p in student.trainable_parameters().items()}
+    comp.queue.push(-1, old)  # as if taken an iteration ago
+    with torch.no_grad():  # the student has moved on since
+        for p in student.trainable_parameters().values():
+            p.add_(torch.randn_like(p) * 0.5)
+    now = {n: p.detach().clone() for n, p in student.trainable_parameters().items()}
+    comp.step_begin(student, 1, 0)
+    prompts = ["explain: " + x for x in comp.pool_keys]
+    want_old = [g[0].text for g in HFDecoder(student_with(student, old)).sample(prompts, dataclasses.replace(GREEDY, max_new_tokens=5))]
+    want_now = [g[0].text for g in HFDecoder(student_with(student, now)).sample(prompts, dataclasses.replace(GREEDY, max_new_tokens=5))]
+    assert [p[0] for p in comp.pool] == want_old != want_now
+    assert all(torch.equal(p, now[n]) for n, p in student.trainable_parameters().items())
+    assert comp.queue.steps == [-1, 0] and torch.equal(next(iter(comp.queue.memory[0].values())), next(iter(now.values())))
+    # the next iteration's generator is the oldest of the two, still the one from before
+    comp.step_begin(student, 4, 3)
+    assert comp.queue.steps == [0, 3] and comp.pool_iteration == 1
+
+
+def student_with(student, weights):
+    """A copy of `student` holding `weights`."""
+    import copy
+
+    other = copy.deepcopy(student)
+    with torch.no_grad():
+        for n, p in other.trainable_parameters().items():
+            p.copy_(weights[n])
+    return other
+
+
 # ---------------------------------------------------------------- data
 
 
