@@ -48,9 +48,11 @@ class Scored:
     logits: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
-    # [B, T, d] last hidden states at the target positions (only when asked for: score_encoded's
-    # `hidden=True`): T5's decoder states, which read the input through cross-attention
+    # last hidden states (only when asked for: score_encoded's `hidden=True`), [B, T', d], and
+    # where they hold tokens, [B, T']: T5's decoder states over the target (they read the input
+    # through cross-attention); a causal student's states over input and target together
     hidden: torch.Tensor | None = None
+    hidden_mask: torch.Tensor | None = None
 
     def token_nll(self) -> torch.Tensor:
         """[B, T] negative log-likelihood of each target token (0 where masked)."""
@@ -225,7 +227,9 @@ class Student:
         out = self.model(input_ids=ids, attention_mask=attn, output_hidden_states=hidden)
         labels = labels[:, 1:]
         mask = labels != -100
-        return Scored(out.logits[:, :-1], labels.clamp(min=0), mask, out.hidden_states[-1][:, :-1] if hidden else None)
+        if not hidden:
+            return Scored(out.logits[:, :-1], labels.clamp(min=0), mask)
+        return Scored(out.logits[:, :-1], labels.clamp(min=0), mask, out.hidden_states[-1], attn.bool())
 
     def encode(self, inputs: list[str]) -> Encoded:
         """Run T5's encoder once over `inputs`, for score_encoded to reuse across many targets."""
@@ -254,7 +258,7 @@ class Student:
             output_hidden_states=hidden,
         )
         mask = labels != -100
-        return Scored(out.logits, labels.clamp(min=0), mask, out.decoder_hidden_states[-1] if hidden else None)
+        return Scored(out.logits, labels.clamp(min=0), mask, out.decoder_hidden_states[-1] if hidden else None, mask if hidden else None)
 
     def features(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(states [B, T, d], mask [B, T]): what the student's encoder makes of `texts` (T5: its

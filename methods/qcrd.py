@@ -13,7 +13,8 @@ rationale task made contrastive (Sec. 3.2-3.3):
   the m samples ("SC" of Table A.3), "fixed": a fixed generator, the DSS model of the same cell
   settings (options `dss:`), sampled the same way ("Fixed" of Table A.3). `k: 0` is "w/o NK".
 - the quality judge D(x, r) in (0, 1) (Sec. 3.3.1, A.3): the student's encoder over "x \\n r" (a
-  causal student: its transformer's last hidden states), max-pooled over tokens, then two linear
+  causal student: its last hidden states over the rationale task's sequence, see below),
+  max-pooled over tokens, then two linear
   layers (ReLU between) and a sigmoid; pretrained `judge_pretrain_steps` (500) on teacher
   positives against teacher negatives (topped up with word-masked / word-replaced copies, A.3),
   then trained online with L_D. `judge: false` is "w/o QJ" (s_pos = 1, s_neg = 0, no L_D).
@@ -42,12 +43,17 @@ then a snapshot of the current student joins the queue and the oldest leaves it,
 0.5 * 0.9^i. Snapshots are the trainable weights (a LoRA adapter, or the whole model), kept in
 memory when j of them fit in `snapshot_memory_mb`, else as files in the work folder.
 
+The judge's features. T5 (`judge_features: encoder`): the student's encoder over "x \n r", a
+pass of its own. A causal student has no separate encoder: its hidden states over the rationale
+task's sequence ("explain: x \n r") are the judge's features, taken from the scoring pass itself,
+which then runs with a graph for every candidate (L_D's gradients reach the student through
+them). `judge_features: reuse` takes detached features from the scoring pass (T5: the decoder's
+states over r; causal: as above) and trains the judge's head only: the cheapest form.
+
 Cost. The rationale candidates of an example are scored in one batched pass that reuses T5's
 encoder states (run once per example, Student.encode). For min/max/sampling schemes only the two
 picked rationales need gradients: all m + k are scored without a graph, then the two picked are
-scored again with one (exact: the same values, the same gradients). `judge_features: reuse` takes
-the judge's features from that scoring pass instead of a separate encoder pass (cheaper; the judge
-then trains its head only).
+scored again with one (exact: the same values, the same gradients).
 """
 
 from __future__ import annotations
@@ -253,8 +259,13 @@ def judge_text(x: str, r: str) -> str:
     return f"{x}\n{r}"
 
 
+def shares_scoring_pass(student: Student, cfg: QCRDConfig) -> bool:
+    """Whether the judge reads the rationale scoring pass's states (see the module docstring)."""
+    return cfg.judge and (cfg.judge_features == "reuse" or student.family != "t5")
+
+
 def judge_scores(student: Student, head: JudgeHead, xs: Sequence[str], rs: Sequence[str], hidden: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """[R] D(x_r, r_r). `hidden` (states, mask) of a scoring pass already made ("reuse"),
+    """[R] D(x_r, r_r). `hidden` (states, mask) of the scoring pass when the judge shares it,
     else a pass of the student's encoder over "x \\n r" (gradients reach the encoder)."""
     if hidden is None:
         hidden = student.features([judge_text(x, r) for x, r in zip(xs, rs, strict=True)])
@@ -541,10 +552,10 @@ class QCRDCompanion:
 
 def loss_fn(cfg: QCRDConfig, comp: QCRDCompanion, reduction: Reduction, seed: int) -> Any:
     """The batch loss of the module docstring (Eq. 8) and its parts as metrics."""
-    all_grad = cfg.scheme in ("mean", "wmean")
-    reuse = cfg.judge and cfg.judge_features == "reuse"
-
     def loss(student: Student, batch: Sequence[Item]) -> tuple[torch.Tensor, dict[str, float]]:
+        shared = shares_scoring_pass(student, cfg)
+        with_grads = cfg.judge and cfg.judge_features == "encoder" and shared  # causal: L_D through the pass
+        all_grad = cfg.scheme in ("mean", "wmean") or with_grads
         p = student.score([cfg.predict_prefix + b["input"] for b in batch], [b["label"] for b in batch])
         l_pred = nll_loss(p.token_nll(), p.mask, reduction)
         micro = comp.cursor
@@ -564,19 +575,19 @@ def loss_fn(cfg: QCRDConfig, comp: QCRDCompanion, reduction: Reduction, seed: in
         enc = student.encode([cfg.explain_prefix + batch[i]["input"] for i in rows])
         hidden = None
         pos_pick = neg_pick = None
-        if all_grad:  # mean / wmean: every candidate takes part in the gradient
-            sc = student.score_encoded(enc, cand_rows, cand_texts, hidden=reuse)
+        if all_grad:  # mean / wmean, or the judge's gradients through this pass: every candidate has a graph
+            sc = student.score_encoded(enc, cand_rows, cand_texts, hidden=shared)
             values = sc.sequence_nll()
-            if reuse:
-                hidden = (sc.hidden.detach(), sc.mask)
+            if shared:
+                hidden = (sc.hidden if with_grads else sc.hidden.detach(), sc.hidden_mask)
             l_pos, pos_mask = padded(pos_groups, values[:n_pos], width_p)
             l_neg, neg_mask = padded(neg_groups, values[n_pos:], width_n)
         else:  # pick on values scored without a graph, then score only the picked with one
             with torch.no_grad():
-                sc = student.score_encoded(enc.detach(), cand_rows, cand_texts, hidden=reuse)
+                sc = student.score_encoded(enc.detach(), cand_rows, cand_texts, hidden=shared)
                 values = sc.sequence_nll()
-                if reuse:
-                    hidden = (sc.hidden, sc.mask)
+                if shared:
+                    hidden = (sc.hidden, sc.hidden_mask)
             l_pos, pos_mask = padded(pos_groups, values[:n_pos], width_p)
             l_neg, neg_mask = padded(neg_groups, values[n_pos:], width_n)
             gen = torch.Generator().manual_seed(sampling_seed(seed, comp.step * 10_000 + micro))
@@ -625,11 +636,11 @@ def pretrain_loss(cfg: QCRDConfig, head: JudgeHead) -> Any:
         n_pos = len(cand)
         cand += [(i, r) for i, rs in enumerate(neg_groups) for r in rs]
         hidden = None
-        if cfg.judge_features == "reuse":
-            with torch.no_grad():
+        if shares_scoring_pass(student, cfg):  # the states the training steps will read
+            with torch.set_grad_enabled(cfg.judge_features == "encoder"):
                 enc = student.encode([cfg.explain_prefix + b["input"] for b in batch])
                 sc = student.score_encoded(enc, [i for i, _ in cand], [r for _, r in cand], hidden=True)
-                hidden = (sc.hidden, sc.mask)
+                hidden = (sc.hidden, sc.hidden_mask)
         s = judge_scores(student, head, [batch[i]["input"] for i, _ in cand], [r for _, r in cand], hidden)
         s_pos, pos_mask = padded(pos_groups, s[:n_pos], max(map(len, pos_groups)))
         s_neg, neg_mask = padded(neg_groups, s[n_pos:], max(map(len, neg_groups)))

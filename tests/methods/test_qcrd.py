@@ -313,7 +313,11 @@ def test_picking_then_rescoring_gives_the_plain_gradient(student, arith, judge):
     l_neg, nm = qcrd.padded(neg_groups, values[n_pos:], 2)
     if judge:
         raw = [it["input"] for it, g in zip(items, pos_groups) for _ in g] + [it["input"] for it, g in zip(items, neg_groups) for _ in g]
-        s = qcrd.judge_scores(student, head, raw, flat_r)
+        if student.family == "t5":  # the encoder over "x \n r"
+            s = qcrd.judge_scores(student, head, raw, flat_r)
+        else:  # a causal student's states over the rationale task's sequence
+            sc = student.score_encoded(student.encode(flat_x), list(range(len(flat_x))), flat_r, hidden=True)
+            s = head(sc.hidden, sc.hidden_mask)
         s_pos, _ = qcrd.padded(pos_groups, s[:n_pos], 2)
         s_neg, _ = qcrd.padded(neg_groups, s[n_pos:], 2)
         l_d = judge_loss(s_pos, pm, s_neg, nm)
@@ -325,6 +329,20 @@ def test_picking_then_rescoring_gives_the_plain_gradient(student, arith, judge):
     for n, p in student.model.named_parameters():
         if p.grad is not None:
             assert torch.allclose(cheap[n], p.grad, atol=1e-6, rtol=1e-4), n
+
+
+@pytest.mark.parametrize("features", ["encoder", "reuse"])
+def test_the_judge_trains_the_students_encoder_unless_it_reuses_detached_states(student, arith, features):
+    """L_D alone (a1 = a2 = 0): with `encoder` features its gradient reaches the student (T5's
+    encoder, a causal student's transformer), with `reuse` only the judge's head."""
+    items = batch_items(arith)
+    cfg = QCRDConfig(k=1, a1=0.0, a2=0.0, a3=1.0, judge_features=features)
+    head = qcrd.new_head(student, cfg, 0)
+    value, _ = qcrd.loss_fn(cfg, _Comp(cfg, head), "sequence", 0)(student, items)
+    value.backward()
+    assert value.item() != 0.0 and all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    reached = [n for n, p in student.model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    assert bool(reached) == (features == "encoder")
 
 
 # ---------------------------------------------------------------- resume after a kill
