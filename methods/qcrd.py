@@ -552,6 +552,7 @@ class QCRDCompanion:
 
 def loss_fn(cfg: QCRDConfig, comp: QCRDCompanion, reduction: Reduction, seed: int) -> Any:
     """The batch loss of the module docstring (Eq. 8) and its parts as metrics."""
+
     def loss(student: Student, batch: Sequence[Item]) -> tuple[torch.Tensor, dict[str, float]]:
         shared = shares_scoring_pass(student, cfg)
         with_grads = cfg.judge and cfg.judge_features == "encoder" and shared  # causal: L_D through the pass
