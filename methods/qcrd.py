@@ -601,9 +601,9 @@ def loss_fn(cfg: QCRDConfig, comp: QCRDCompanion, reduction: Reduction, seed: in
             again = student.score_encoded(enc, list(range(len(rows))) + with_neg, picked).sequence_nll()
             n = len(rows)
             l_pos = l_pos.clone()
-            l_pos[torch.arange(n), pos_pick] = again[:n]
+            l_pos[torch.arange(n, device=l_pos.device), pos_pick] = again[:n]
             if neg_pick is not None and with_neg:
-                at = torch.tensor(with_neg)
+                at = torch.tensor(with_neg, device=l_neg.device)
                 l_neg = l_neg.clone()
                 l_neg[at, neg_pick[at]] = again[n:]
         if cfg.judge:

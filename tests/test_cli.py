@@ -178,7 +178,7 @@ def test_teacher_import_dss_reports_the_palm_agreement_and_stores_a_bank(tmp_pat
 @pytest.mark.parametrize(
     ("spec", "students", "methods", "batch", "lr"),
     [
-        ("runs/paper-qcrd-t5.yaml", ["google/t5-v1_1-base", "google/t5-v1_1-small"], ["finetune", "single_task", "dss", "mi"], "8x1", "1e-05"),
+        ("runs/paper-qcrd-t5.yaml", ["google/t5-v1_1-base", "google/t5-v1_1-small"], ["finetune", "single_task", "dss", "mi", "qcrd"], "8x1", "1e-05"),
         ("runs/paper-dss-t5.yaml", ["google/t5-v1_1-base"], ["finetune", "single_task", "dss"], "64x1", "5e-05"),
     ],
 )
