@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -225,28 +225,59 @@ def compare(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Is B better than A? Paired bootstrap and McNemar's exact test on the same examples."""
-    import tempfile
-
-    from harness.aggregate import parse_scheme
     from harness.compare import compare as paired
-    from harness.evaluate import evaluate, locate_predictions, read_predictions
 
-    s = parse_scheme(scheme)
-    uri = tracking_uri or _store(store).tracking_uri
-    correct = []
-    with tempfile.TemporaryDirectory(prefix="distillbench-compare-") as scratch:
-        for i, ref in enumerate((a, b)):
-            folder, _ = locate_predictions(ref, uri, Path(scratch) / str(i))
-            preds = read_predictions(folder)
-            ev = evaluate(preds.task(), preds.examples, preds.chains, [s], bootstrap=100, seed=seed, curves=False)
-            correct.append(ev.correct[s.spec])
-    c = paired(correct[0], correct[1], resamples, seed)
+    (correct_a, _), (correct_b, _) = _correct_per_example((a, b), scheme, tracking_uri or _store(store).tracking_uri, seed)
+    c = paired(correct_a, correct_b, resamples, seed)
     t = Table(f"{scheme}: B - A over {c.n} paired examples", "")
     t.add_row("accuracy A / B", f"{100 * c.acc_a:.2f} / {100 * c.acc_b:.2f}")
     t.add_row("difference B - A [95% paired bootstrap]", f"{100 * c.diff:+.2f} [{100 * c.lo:+.2f}, {100 * c.hi:+.2f}]")
     t.add_row("p (paired bootstrap, two-sided)", f"{c.p_bootstrap:.4g}")
     t.add_row("only A right / only B right", f"{c.only_a} / {c.only_b}")
     t.add_row("p (McNemar exact, two-sided)", f"{c.p_mcnemar:.4g}")
+    out.print(t)
+
+
+def _correct_per_example(refs: tuple[str, ...], scheme: str, uri: str, seed: int = 0) -> list[tuple[dict[str, bool], list[Any]]]:
+    """For each run (a predictions folder or an MLflow run id): (example id -> right under
+    `scheme`, the scored examples)."""
+    import tempfile
+
+    from harness.aggregate import parse_scheme
+    from harness.evaluate import evaluate, locate_predictions, read_predictions
+
+    s = parse_scheme(scheme)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="distillbench-correct-") as scratch:
+        for i, ref in enumerate(refs):
+            folder, _ = locate_predictions(ref, uri, Path(scratch) / str(i))
+            preds = read_predictions(folder)
+            ev = evaluate(preds.task(), preds.examples, preds.chains, [s], bootstrap=100, seed=seed, curves=False)
+            out.append((ev.correct[s.spec], list(preds.examples)))
+    return out
+
+
+@app.command()
+def diagnose(
+    a: Annotated[str, typer.Argument(help="Run A (e.g. trained on positives only): a predictions folder or an MLflow run id.")],
+    b: Annotated[str, typer.Argument(help="Run B (e.g. trained on negatives only), scored on the same test examples.")],
+    scheme: Annotated[str, typer.Option("--scheme", help="The scheme both runs are scored under.")] = "greedy",
+    by: Annotated[str, typer.Option("--by", help="Example meta field to break down by ('' for none).")] = "subject",
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Do two runs solve the same problems? Solved sets, their intersection and IoU (TDG Table 1)."""
+    from leaderboard.data import solved_overlap
+
+    (correct_a, examples), (correct_b, _) = _correct_per_example((a, b), scheme, tracking_uri or _store(store).tracking_uri)
+    groups = {ex.id: ex.meta.get(by) for ex in examples} if by and any(by in ex.meta for ex in examples) else None
+    from rich.markup import escape
+
+    t = Table(title=f"{scheme}: problems solved by A, by B and by both")
+    for col in ("group", "examples", "solved by A", "solved by B", "both", "IoU"):
+        t.add_column(col, justify="left" if col == "group" else "right")
+    for o in solved_overlap(correct_a, correct_b, groups):
+        t.add_row(escape(o.group), str(o.examples), str(o.solved_a), str(o.solved_b), str(o.both), f"{o.iou:.3f}")
     out.print(t)
 
 

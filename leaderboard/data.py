@@ -304,3 +304,48 @@ def machines(rows: list[CellRow]) -> list[str]:
             if text not in seen:
                 seen.append(text)
     return seen
+
+
+# ---------------------------------------------------------------------------- negative-data diagnostics
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Two runs' solved sets on one group of test examples (TDG Table 1: a positives-only and a
+    negatives-only student). IoU = |A ∩ B| / |A ∪ B| (0 when neither solves anything)."""
+
+    group: str
+    examples: int
+    solved_a: int
+    solved_b: int
+    both: int
+
+    @property
+    def union(self) -> int:
+        return self.solved_a + self.solved_b - self.both
+
+    @property
+    def iou(self) -> float:
+        return self.both / self.union if self.union else 0.0
+
+
+def solved_overlap(correct_a: dict[str, bool], correct_b: dict[str, bool], groups: dict[str, str] | None = None) -> list[Overlap]:
+    """Per group (e.g. MATH subject; `groups` maps example id -> group) and "overall": how many
+    examples each run solves, how many both solve, and the IoU. Both runs must be scored on the
+    same examples."""
+    from harness.errors import UserError
+
+    if set(correct_a) != set(correct_b):
+        only = len(set(correct_a) ^ set(correct_b))
+        raise UserError(f"the two runs were scored on different test examples ({only} ids in one only): compare runs on the same test set")
+    ids = sorted(correct_a)
+    by_group: dict[str, list[str]] = {}
+    if groups:
+        for i in ids:
+            by_group.setdefault(str(groups.get(i) or "?"), []).append(i)
+    out = [_overlap(g, members, correct_a, correct_b) for g, members in sorted(by_group.items())]
+    return out + [_overlap("overall", ids, correct_a, correct_b)]
+
+
+def _overlap(group: str, ids: list[str], a: dict[str, bool], b: dict[str, bool]) -> Overlap:
+    return Overlap(group, len(ids), sum(a[i] for i in ids), sum(b[i] for i in ids), sum(a[i] and b[i] for i in ids))

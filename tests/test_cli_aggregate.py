@@ -111,3 +111,35 @@ def test_decode_flags_are_spec_overrides() -> None:
     assert r.returncode == 2 and "same window" in r.stderr, r.stderr
     r = cli("grid", "runs/demo.yaml", "--dry-run", "eval.schemes=[greedy, weighted]")
     assert r.returncode == 2 and "say how many, with decode.k (--k) or weighted@K" in r.stderr, r.stderr
+
+
+def test_diagnose_two_runs_by_subject(tmp_path: Path) -> None:
+    """`distillbench diagnose`: each run's solved set, the intersection and IoU, per subject."""
+    from harness.evaluate import read_predictions
+    from leaderboard.data import solved_overlap
+
+    a = predictions(tmp_path / "a", skill=0.5, seed=1)
+    b = predictions(tmp_path / "b", skill=0.5, seed=2)
+    r = cli("diagnose", str(a), str(b), "--store", str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    # the same numbers as the pure function on the greedy chains (sample 0 at T 0)
+    def greedy_right(folder):
+        p = read_predictions(folder)
+        return {c.example_id: c.answer is not None and float(eval_frac(c.answer)) == float(c.example_id.split("-")[1]) for c in p.chains if c.meta["temperature"] == 0}
+
+    rows = solved_overlap(greedy_right(a), greedy_right(b), {f"math-{i}": SUBJECTS[i % 2] for i in range(20)})
+    lines = [line for line in r.stdout.splitlines() if "│" in line]
+    for o in rows:
+        line = next(x for x in lines if x.split("│")[1].strip() == o.group)
+        assert [c.strip() for c in line.split("│")[2:7]] == [str(o.examples), str(o.solved_a), str(o.solved_b), str(o.both), f"{o.iou:.3f}"]
+    assert [o.group for o in rows] == ["Algebra", "Geometry", "overall"] and rows[-1].examples == 20
+    r = cli("diagnose", str(a), str(b), "--by", "", "--store", str(tmp_path / "s"))
+    assert r.returncode == 0 and "Algebra" not in r.stdout and "overall" in r.stdout
+
+
+def eval_frac(answer: str) -> float:
+    """The test fixture's answer spellings (i, i.0, \\frac{2i}{2}) as a number, without eval."""
+    if answer.startswith("\\frac{"):
+        num, den = answer[len("\\frac{"):-1].split("}{")
+        return int(num) / int(den)
+    return float(answer)

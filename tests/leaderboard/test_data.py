@@ -144,3 +144,39 @@ def test_the_verdict_never_compares_across_tasks():
     v = best_cell([*rows, other_task])
     assert v is not None and v.cell == "method=dss"
     assert [label for label, _, _ in v.comparison] == ["method=dss", "method=finetune"]
+
+
+# ---------------------------------------------------------------- negative-data diagnostics
+
+
+def test_solved_overlap_by_hand():
+    from leaderboard.data import solved_overlap
+
+    a = {"1": True, "2": True, "3": False, "4": False, "5": True}
+    b = {"1": True, "2": False, "3": True, "4": False, "5": True}
+    groups = {"1": "Algebra", "2": "Algebra", "3": "Geometry", "4": "Geometry", "5": "Geometry"}
+    rows = {o.group: o for o in solved_overlap(a, b, groups)}
+    assert (rows["overall"].solved_a, rows["overall"].solved_b, rows["overall"].both, rows["overall"].union) == (3, 3, 2, 4)
+    assert rows["overall"].iou == 0.5
+    assert (rows["Algebra"].both, rows["Algebra"].iou) == (1, 0.5)
+    assert (rows["Geometry"].examples, rows["Geometry"].both, rows["Geometry"].iou) == (3, 1, 0.5)
+    nothing = solved_overlap({"1": False}, {"1": False})
+    assert [(o.group, o.iou) for o in nothing] == [("overall", 0.0)]
+
+
+def test_solved_overlap_reproduces_tdg_table1_iou():
+    """TDG Table 1's overall counts (29 both, 253 by the positive model, 166 by the negative one)
+    give its printed IoU 0.074."""
+    from leaderboard.data import Overlap
+
+    assert round(Overlap("overall", 5000, 253, 166, 29).iou, 3) == 0.074
+
+
+def test_solved_overlap_needs_the_same_examples():
+    import pytest
+
+    from harness.errors import UserError
+    from leaderboard.data import solved_overlap
+
+    with pytest.raises(UserError, match="different test examples"):
+        solved_overlap({"1": True}, {"2": True})
