@@ -149,8 +149,11 @@ def scheme_metrics(prefix: str, ev: Evaluation) -> dict[str, float]:
 
 
 def log_evaluation(log: Any, prefix: str, ev: Evaluation, out_dir: Path) -> None:
-    """Metrics per scheme, curves as metrics over steps k = 1..K, and the whole evaluation as JSON."""
+    """Metrics per scheme, curves as metrics over steps k = 1..K, the whole evaluation as JSON,
+    and on test each scheme's per-example correctness as a tag (see correct_tags)."""
     log.metrics(scheme_metrics(prefix, ev))
+    if prefix == "test":
+        log.tags(correct_tags(prefix, ev))
     if ev.curves is not None:
         for k in range(1, ev.curves.k + 1):
             row = {f"{prefix}/curve/pass": ev.curves.pass_at[k - 1]}
@@ -163,6 +166,46 @@ def log_evaluation(log: Any, prefix: str, ev: Evaluation, out_dir: Path) -> None
     path = out_dir / f"{prefix.replace('/', '-')}.json"
     atomic_write_text(path, json.dumps(_json_safe(ev.to_dict()), indent=1, allow_nan=False))
     log.artifact(path, "evaluation")
+
+
+MAX_TAG = 8000  # MLflow's limit on a tag value
+
+
+def correct_tags(prefix: str, ev: Evaluation) -> dict[str, str]:
+    """Per-example correctness in the run's tags, so that the leaderboard's paired tests (ties)
+    need one MLflow search and no artifact download: `<prefix>/ids`, a hash of the sorted example
+    ids (the test set's identity), and `<prefix>/correct/<scheme>`, "n:hex", a bitset over those
+    sorted ids (bit i = example i right). Test sets too large for a tag (over 32,000) get none."""
+    out: dict[str, str] = {}
+    for spec, ok in ev.correct.items():
+        ids = sorted(ok)
+        value = encode_bits([ok[i] for i in ids])
+        if len(value) > MAX_TAG:
+            continue
+        out[f"{prefix}/ids"] = ids_hash(ids)
+        out[f"{prefix}/correct/{metric_name(spec)}"] = value
+    return out
+
+
+def ids_hash(ids: Sequence[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def encode_bits(bits: Sequence[bool]) -> str:
+    """[True, False, True, ...] -> "n:hex" (bit i of the number = bits[i])."""
+    value = sum(1 << i for i, b in enumerate(bits) if b)
+    return f"{len(bits)}:{value:x}"
+
+
+def decode_bits(text: str) -> list[bool]:
+    """The inverse of encode_bits; a malformed value is a ValueError."""
+    n, _, digits = text.partition(":")
+    count, value = int(n), int(digits or "0", 16)
+    if value >> count:
+        raise ValueError(f"bitset {text[:20]!r}... has bits beyond its length {count}")
+    return [bool(value >> i & 1) for i in range(count)]
 
 
 def _json_safe(x: Any) -> Any:

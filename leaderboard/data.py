@@ -43,10 +43,78 @@ class CellRow:
     train_seconds: float = math.nan
     params: dict[str, str] = field(default_factory=dict)
     machine: dict[str, str] = field(default_factory=dict)  # cpu, gpu, torch_threads tags
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def seed(self) -> str:
         return self.params.get(SEED_PARAM, "")
+
+    @property
+    def grid(self) -> str:
+        return self.tags.get("grid", self.experiment)
+
+    @property
+    def teacher_bank(self) -> str:
+        return self.tags.get("teacher_bank", "?")
+
+    @property
+    def task_version(self) -> str:
+        return self.tags.get("task_version", "?")
+
+    @property
+    def prompt_version(self) -> str:
+        return self.tags.get("prompt_version", "?")
+
+    @property
+    def test_set(self) -> str:
+        """The test set's identity: a hash of its example ids ('' for runs that did not log it)."""
+        return self.tags.get("test/ids", "")
+
+    @property
+    def method_label(self) -> str:
+        """The method with the options its spec set, sorted: 'qcrd[judge=False,k=0]'."""
+        return method_label(self.method, {k[len("method.") :]: v for k, v in self.params.items() if k.startswith("method.") and k != "method.name"})
+
+    @property
+    def budget(self) -> str:
+        """The training budget: optimizer steps (or epochs) x micro-batch x accumulation."""
+        p = self.params
+        length = f"{p['train.steps']} steps" if p.get("train.steps") not in (None, "None") else f"{p.get('train.epochs', '?')} epochs"
+        return f"{length} x {p.get('train.batch_size', '?')}x{p.get('train.grad_accum', '?')}"
+
+    @property
+    def selection(self) -> str:
+        """How the checkpoint was chosen (every run here: best greedy valid accuracy)."""
+        return self.tags.get("selection", f"best valid, every {self.params.get('train.eval_every', '?')} steps")
+
+    def correct(self, scheme: str) -> list[bool] | None:
+        """Per-example correctness on test under `scheme` (sorted example ids), when logged."""
+        from harness.evaluate import decode_bits
+
+        value = self.tags.get(f"test/correct/{metric_name(scheme)}")
+        if not value:
+            return None
+        try:
+            return decode_bits(value)
+        except ValueError:
+            return None
+
+
+def method_label(method: str, options: dict[str, Any]) -> str:
+    """A method and its options in one canonical form (options sorted): how the leaderboard names
+    rows, and how a reported row names the ablation cell it belongs to."""
+    if not options:
+        return method
+    return f"{method}[{','.join(f'{k}={v}' for k, v in sorted(options.items()))}]"
+
+
+def parse_method_label(label: str) -> tuple[str, dict[str, str]]:
+    """'qcrd[k=0,judge=False]' -> ('qcrd', {'k': '0', 'judge': 'False'}) (values as text)."""
+    name, _, rest = label.partition("[")
+    if not rest:
+        return name, {}
+    return name, dict(kv.split("=", 1) for kv in rest.rstrip("]").split(",") if "=" in kv)
 
 
 def load_cells(tracking_uri: str, experiment: str | None = None) -> list[CellRow]:
@@ -93,6 +161,8 @@ def cell_row(experiment: str, run_id: str, tags: dict[str, str], params: dict[st
         train_seconds=metrics.get("train/seconds", math.nan),
         params=dict(params),
         machine={k: tags[k] for k in MACHINE_TAGS if k in tags},
+        tags=dict(tags),
+        metrics=dict(metrics),
     )
     for s in schemes:
         m = metric_name(s)
@@ -349,3 +419,252 @@ def solved_overlap(correct_a: dict[str, bool], correct_b: dict[str, bool], group
 
 def _overlap(group: str, ids: list[str], a: dict[str, bool], b: dict[str, bool]) -> Overlap:
     return Overlap(group, len(ids), sum(a[i] for i in ids), sum(b[i] for i in ids), sum(a[i] and b[i] for i in ids))
+
+
+# ---------------------------------------------------------------------------- the main table
+
+TIE_RESAMPLES = 1000  # paired-bootstrap resamples per tie test (one per cell and column)
+
+
+@dataclass
+class Cell:
+    """One (method, test set) cell of the main table: the accuracy (%) over its seeds."""
+
+    mean: float
+    std: float  # over seeds; NaN for one
+    n: int  # seeds
+    lo: float  # 95% interval: one seed's bootstrap interval, or the paired-bootstrap interval of the seed mean
+    hi: float
+    runs: list[str] = field(default_factory=list)
+    best: bool = False
+    tie: bool = False  # not significantly different from the column's best (paired test on the same examples)
+    flags: list[str] = field(default_factory=list)  # fairness: what differs from the rest of the column
+    # per-example correctness averaged over seeds (None when the runs did not log it)
+    per_example: list[float] | None = field(default=None, repr=False)
+
+
+@dataclass
+class Row:
+    label: str  # the method (with its options), or "reported: ..." for a paper's number
+    kind: str  # "measured" or "reported"
+    cells: dict[str, Cell]  # column -> cell
+    note: str = ""  # reported rows: student, teacher, source
+
+    def average(self, columns: list[str]) -> float:
+        """Mean over the columns that have a cell (NaN when none)."""
+        values = [self.cells[c].mean for c in columns if c in self.cells]
+        return statistics.fmean(values) if values else math.nan
+
+
+@dataclass
+class MainTable:
+    scheme: str
+    columns: list[str]  # test sets: the task, with a suffix where one task has several versions or test sets
+    rows: list[Row]
+    skipped: list[str] = field(default_factory=list)  # runs left out, and why
+
+
+FILTERS = ("student", "teacher_bank", "grid", "task_version", "prompt_version")
+
+
+def filter_rows(rows: list[CellRow], **criteria: str | None) -> list[CellRow]:
+    """The rows matching every given criterion (student, teacher_bank, grid, task_version,
+    prompt_version); None or "" means any."""
+    for k in criteria:
+        if k not in FILTERS:
+            raise ValueError(f"unknown filter {k!r} (choose from: {', '.join(FILTERS)})")
+    return [r for r in rows if all(not v or getattr(r, k) == v for k, v in criteria.items())]
+
+
+def options(rows: list[CellRow]) -> dict[str, list[str]]:
+    """The values each filter can take, in order of appearance."""
+    out: dict[str, list[str]] = {k: [] for k in FILTERS}
+    for r in rows:
+        for k in FILTERS:
+            v = getattr(r, k)
+            if v not in out[k]:
+                out[k].append(v)
+    return out
+
+
+def column_of(r: CellRow, versions: dict[str, set[tuple[str, str]]]) -> str:
+    """The row's test-set column: its task, suffixed where the task comes in several versions or
+    test sets (cells are only ever compared on one test set)."""
+    if len(versions.get(r.task, ())) <= 1:
+        return r.task
+    return f"{r.task} (v{r.task_version}" + (f", test {r.test_set[:6]})" if r.test_set else ")")
+
+
+def main_table(rows: list[CellRow], scheme: str = "greedy", reported: list[Any] | None = None, resamples: int = TIE_RESAMPLES) -> MainTable:
+    """Methods x test sets for `scheme`: seeds averaged, the best cell of each column marked, the
+    cells not significantly different from it marked as ties (paired bootstrap over the same test
+    examples, 95%), and fairness flags on cells whose teacher bank, student, budget or selection
+    differ from the rest of their column. `reported` (leaderboard.reported rows) adds the papers'
+    numbers as rows of their own on the columns of their task."""
+    skipped = [f"{r.cell} ({r.experiment}): no test accuracy for {scheme}" for r in rows if scheme not in r.acc]
+    rows = [r for r in rows if scheme in r.acc]
+    versions: dict[str, set[tuple[str, str]]] = {}
+    for r in rows:
+        versions.setdefault(r.task, set()).add((r.task_version, r.test_set))
+    columns: list[str] = []
+    groups: dict[tuple[str, str], list[CellRow]] = {}
+    for r in rows:
+        col = column_of(r, versions)
+        if col not in columns:
+            columns.append(col)
+        groups.setdefault((r.method_label, col), []).append(r)
+    labels: list[str] = []
+    for label, _ in groups:
+        if label not in labels:
+            labels.append(label)
+    table_rows = [Row(label, "measured", {}) for label in labels]
+    by_label = {row.label: row for row in table_rows}
+    for (label, col), runs in groups.items():
+        by_label[label].cells[col] = _cell(runs, scheme)
+    for col in columns:
+        _mark(col, [row.cells[col] for row in table_rows if col in row.cells], [groups[(row.label, col)] for row in table_rows if col in row.cells], resamples)
+    for rep in reported or []:
+        label = f"{rep.label} · {rep.student}"
+        cols = [c for c in columns if c == rep.task or c.startswith(f"{rep.task} (")]
+        if not cols:
+            continue
+        row = next((x for x in table_rows if x.label == label and x.kind == "reported"), None)
+        if row is None:
+            row = Row(label, "reported", {}, note=f"{rep.paper}; {rep.source}")
+            table_rows.append(row)
+        for c in cols:
+            row.cells[c] = Cell(rep.acc, math.nan, 1, math.nan, math.nan)
+    return MainTable(scheme, columns, table_rows, skipped)
+
+
+def _cell(runs: list[CellRow], scheme: str) -> Cell:
+    accs = [100 * r.acc[scheme][0] for r in runs]
+    stats = SeedStats.of(accs)
+    vectors = [r.correct(scheme) for r in runs]
+    per_example = None
+    if all(v is not None for v in vectors) and len({len(v) for v in vectors}) == 1 and len({r.test_set for r in runs}) == 1:  # type: ignore[arg-type]
+        per_example = [statistics.fmean(x) for x in zip(*vectors, strict=True)]  # type: ignore[arg-type]
+    if len(runs) == 1:
+        lo, hi = 100 * runs[0].acc[scheme][1], 100 * runs[0].acc[scheme][2]
+    elif per_example:
+        import numpy as np
+
+        from harness.scoring import bootstrap_means
+
+        means = bootstrap_means(np.array(per_example), 2000, 0)
+        lo, hi = (100 * float(q) for q in np.quantile(means, [0.025, 0.975]))
+    else:
+        lo, hi = math.nan, math.nan
+    return Cell(stats.mean, stats.std, stats.n, lo, hi, [r.run_id for r in runs], per_example=per_example)
+
+
+def _mark(col: str, cells: list[Cell], runs: list[list[CellRow]], resamples: int) -> None:
+    """Best, ties and fairness flags within one column."""
+    if not cells:
+        return
+    best = max(range(len(cells)), key=lambda i: cells[i].mean)
+    cells[best].best = True
+    top = cells[best]
+    for i, c in enumerate(cells):
+        if i == best or top.per_example is None or c.per_example is None or len(c.per_example) != len(top.per_example):
+            continue
+        import numpy as np
+
+        from harness.compare import paired_bootstrap
+
+        lo, hi, _ = paired_bootstrap(np.array(c.per_example), np.array(top.per_example), resamples)
+        c.tie = lo <= 0 <= hi
+    # fairness: what the column's cells share, and who differs
+    for attr, what in (("teacher_bank", "teacher bank"), ("student", "student"), ("budget", "training budget"), ("selection", "selection rule")):
+        values = [sorted({getattr(r, attr) for r in rs}) for rs in runs]
+        counts: dict[str, int] = {}
+        for v in values:
+            counts[",".join(v)] = counts.get(",".join(v), 0) + 1
+        common = max(counts, key=lambda k: counts[k])
+        for c, v in zip(cells, values, strict=True):
+            if len(v) > 1:
+                c.flags.append(f"mixed {what}s over seeds: {', '.join(v)}")
+            elif ",".join(v) != common:
+                c.flags.append(f"{what} differs: {v[0]} (column: {common})")
+
+
+# ---------------------------------------------------------------------------- exports
+
+
+def _fmt(c: Cell | None, marks: bool = True) -> str:
+    if c is None:
+        return ""
+    text = f"{c.mean:.1f}"
+    if c.n > 1 and not math.isnan(c.std):
+        text += f" ± {c.std:.1f}"
+    if not math.isnan(c.lo):
+        text += f" [{c.lo:.1f}, {c.hi:.1f}]"
+    if c.n > 1:
+        text += f" (n={c.n})"
+    if marks:
+        text += " *" if c.best else " ~" if c.tie else ""
+        text += " !" if c.flags else ""
+    return text
+
+
+def table_grid(t: MainTable) -> tuple[list[str], list[list[str]]]:
+    """Header and text rows, as the app shows them: `*` the column's best, `~` tied with it, `!` a
+    fairness flag; the average over the test sets each row has."""
+    header = ["method", *t.columns, "average"]
+    out = []
+    for row in t.rows:
+        avg = row.average(t.columns)
+        n = sum(c in row.cells for c in t.columns)
+        average = "" if math.isnan(avg) else f"{avg:.1f}" + ("" if n == len(t.columns) else f" ({n}/{len(t.columns)})")
+        out.append([row.label, *[_fmt(row.cells.get(c)) for c in t.columns], average])
+    return header, out
+
+
+def to_csv(t: MainTable) -> str:
+    import csv
+    import io
+
+    header, rows = table_grid(t)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def to_markdown(t: MainTable) -> str:
+    header, rows = table_grid(t)
+
+    def cell(x: str) -> str:
+        return x.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
+    legend = f"\n\n{t.scheme}, test accuracy %: mean ± std over seeds [95% interval] (n seeds); * best in column, ~ tied with it (paired bootstrap), ! fairness flag"
+    return "\n".join(lines) + legend + "\n"
+
+
+def to_latex(t: MainTable) -> str:
+    """A booktabs table: the best cell bold, ties underlined."""
+    header, _ = table_grid(t)
+
+    def esc(x: str) -> str:
+        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
+            x = x.replace(a, b)
+        return x
+
+    lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule", " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
+    for row in t.rows:
+        cells = []
+        for c in t.columns:
+            cell = row.cells.get(c)
+            text = esc(_fmt(cell, marks=False))
+            if cell is not None and cell.best:
+                text = r"\textbf{" + text + "}"
+            elif cell is not None and cell.tie:
+                text = r"\underline{" + text + "}"
+            cells.append(text)
+        avg = row.average(t.columns)
+        lines.append(" & ".join([esc(row.label), *cells, "" if math.isnan(avg) else f"{avg:.1f}"]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

@@ -42,6 +42,11 @@ def test_qcrd_grid_samples_its_own_negatives_and_reuses_the_dss_cell_as_fixed_ge
     assert [x.value for x in client.get_metric_history(own.info.run_id, "train/qcrd/a3")] == pytest.approx([0.5, 0.5, 0.45, 0.45])
     assert client.get_metric_history(own.info.run_id, "qcrd_judge/train/loss")  # the judge's pretraining
     assert len(list((store.root / "stages").glob("qcrd-judge-*"))) == 1
+    # per-example correctness rides in the tags (the leaderboard's paired tests need no download)
+    from harness.evaluate import decode_bits
+
+    assert len(decode_bits(own.data.tags["test/correct/greedy"])) == 8 and own.data.tags["test/ids"] == dss.data.tags["test/ids"]
+    assert sum(decode_bits(own.data.tags["test/correct/greedy"])) == round(8 * m["test/acc/greedy"])
     ckpt = store.root / "checkpoints" / own.data.tags["checkpoint"]
     assert not (ckpt / "snapshots").exists() and (ckpt / "best").is_dir()
 
