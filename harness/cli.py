@@ -282,6 +282,34 @@ def diagnose(
 
 
 @app.command()
+def leaderboard(
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")] = 8501,
+) -> None:
+    """Start the Streamlit leaderboard on 127.0.0.1 (Ctrl-C stops it)."""
+    import os
+    import subprocess
+
+    uri = tracking_uri or _store(store).tracking_uri
+    page = Path(__file__).resolve().parent.parent / "leaderboard" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.address", "127.0.0.1", "--server.port", str(port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
+    out.print(f"leaderboard of {uri} on http://127.0.0.1:{port} (Ctrl-C stops it)")
+    import signal
+
+    proc = subprocess.Popen(cmd, env={**os.environ, "DISTILLBENCH_TRACKING_URI": uri})
+    # stopping this command stops the server it started (SIGTERM from a supervisor, or Ctrl-C)
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        code = proc.wait()
+    raise typer.Exit(code if code > 0 else 0)
+
+
+@app.command()
 def results(experiment: Annotated[Optional[str], typer.Argument(help="Experiment (grid) name; all when omitted.")] = None, store: StoreOpt = None, tracking_uri: TrackingOpt = None) -> None:
     """Print the results table from MLflow."""
     from leaderboard.table import print_table

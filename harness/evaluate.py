@@ -226,7 +226,7 @@ def write_predictions(out: Path, task_info: dict[str, Any], examples: Sequence[E
     """Write a predictions folder (see module doc); `out` is a temp dir renamed by the caller."""
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "chains.jsonl", (c.to_dict() for c in chains))
-    write_jsonl(out / "examples.jsonl", ({"id": e.id, "answer": e.answer, "meta": e.meta} for e in examples))
+    write_jsonl(out / "examples.jsonl", ({"id": e.id, "question": e.question, "answer": e.answer, "meta": e.meta} for e in examples))
     atomic_write_text(out / "task.json", json.dumps(task_info, indent=1, default=str))
 
 
@@ -251,7 +251,8 @@ def read_predictions(folder: Path) -> Predictions:
         raise UserError(f"{folder} is not a predictions folder: missing {', '.join(missing)}")
     try:
         info = json.loads((folder / "task.json").read_text(encoding="utf-8"))
-        examples = [Example(id=r["id"], question="", answer=r["answer"], meta=r.get("meta") or {}) for r in read_jsonl(folder / "examples.jsonl")]
+        # the question is saved since the leaderboard's drill-down; older folders have none
+        examples = [Example(id=r["id"], question=r.get("question", ""), answer=r["answer"], meta=r.get("meta") or {}) for r in read_jsonl(folder / "examples.jsonl")]
         chains = [Chain.from_dict(r) for r in read_jsonl(folder / "chains.jsonl")]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise UserError(f"{folder}: malformed predictions ({type(e).__name__}: {e})") from None

@@ -155,6 +155,8 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         result = CellResult(cell, log.run_id, {})
         base_answer, result.baseline = most_frequent_baseline([e.answer for e in train], [e.answer for e in test], p.task.canonical)
         log.metrics({"baseline/most_frequent": result.baseline, "data/train": len(train), "data/valid": len(valid), "data/test": len(test)})
+        # what the teacher bank cost: chains and generated tokens (the leaderboard's cost view)
+        log.metrics({"teacher/chains": len(bank), "teacher/tokens": sum(c.n_tokens for c in bank)})
         log.tags({"baseline_answer": base_answer})
         skipped = list(p.task.skipped())
         if skipped:  # --skip-bad: the count is a metric, every skipped row is in the artifact

@@ -523,7 +523,11 @@ def main_table(rows: list[CellRow], scheme: str = "greedy", reported: list[Any] 
         by_label[label].cells[col] = _cell(runs, scheme)
     for col in columns:
         _mark(col, [row.cells[col] for row in table_rows if col in row.cells], [groups[(row.label, col)] for row in table_rows if col in row.cells], resamples)
+    measured = set(labels)
     for rep in reported or []:
+        # an ablation's number only beside the measured cell of its setting
+        if rep.ablation and (rep.method is None or method_label(*parse_method_label(rep.method)) not in measured):
+            continue
         label = f"{rep.label} · {rep.student}"
         cols = [c for c in columns if c == rep.task or c.startswith(f"{rep.task} (")]
         if not cols:
@@ -668,3 +672,66 @@ def to_latex(t: MainTable) -> str:
         lines.append(" & ".join([esc(row.label), *cells, "" if math.isnan(avg) else f"{avg:.1f}"]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- cost, drill-down
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """For (cost, accuracy) points: True where no other point costs no more and scores no less,
+    one of them strictly (lower cost and higher accuracy are better). NaN points are never on it."""
+    out = []
+    for i, (c, a) in enumerate(points):
+        if math.isnan(c) or math.isnan(a):
+            out.append(False)
+            continue
+        dominated = any(
+            j != i and not (math.isnan(c2) or math.isnan(a2)) and c2 <= c and a2 >= a and (c2 < c or a2 > a) for j, (c2, a2) in enumerate(points)
+        )
+        out.append(not dominated)
+    return out
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    run_id: str
+    label: str  # method label and column
+    acc: float  # %
+    train_seconds: float
+    teacher_tokens: float  # tokens the bank's teacher generated (NaN when not logged)
+    chains_per_question: float  # chains decoded per test question under the scheme
+
+
+def cost_points(rows: list[CellRow], scheme: str) -> list[CostPoint]:
+    """One point per run that scored `scheme`: accuracy against what it cost."""
+    out = []
+    for r in rows:
+        if scheme not in r.acc:
+            continue
+        out.append(
+            CostPoint(
+                r.run_id,
+                f"{r.method_label} · {r.task} · seed {r.seed or '0'}",
+                100 * r.acc[scheme][0],
+                r.train_seconds,
+                r.metrics.get("teacher/tokens", math.nan),
+                r.metrics.get(f"test/used/{metric_name(scheme)}", math.nan),
+            )
+        )
+    return out
+
+
+def vote_groups(task: Any, chains: list[Any]) -> list[tuple[str, int, bool | None]]:
+    """The sampled chains of one example as answer groups: (answer, votes, right?), most votes
+    first; chains whose answer could not be read count under "(no answer)"."""
+    from harness.aggregate import group
+
+    g = group([c.answer for c in chains], key=getattr(task, "canonical", None))
+    votes: dict[int, int] = {}
+    for gid in g.ids:
+        votes[gid] = votes.get(gid, 0) + 1
+    right: dict[int, bool | None] = {}
+    for c, gid in zip(chains, g.ids, strict=True):
+        right.setdefault(gid, c.correct)
+    out = [("(no answer)" if gid < 0 else g.reps[gid], n, right.get(gid)) for gid, n in votes.items()]
+    return sorted(out, key=lambda x: -x[1])

@@ -44,6 +44,7 @@ class _Table(_Strict):
     teacher: str | None = None
     task: str | None = None
     split: str
+    ablation: bool = False  # rows shown only beside a measured row of the same setting
     rows: list[_Row]
 
     @model_validator(mode="after")
@@ -76,6 +77,7 @@ class ReportedRow:
     acc: float
     subjects: dict[str, float] = field(default_factory=dict)
     note: str | None = None
+    ablation: bool = False
 
     @property
     def label(self) -> str:
@@ -100,7 +102,9 @@ def load(path: Path = FILE) -> list[ReportedRow]:
             values = r.acc_by_task if r.acc_by_task is not None else {t.task: r.acc}
             for task, acc in values.items():
                 out.append(
-                    ReportedRow(t.id, t.paper, t.source, t.student, r.teacher or t.teacher or "", task or "", t.split, r.method, r.paper_method, acc, dict(r.subjects), r.note)
+                    ReportedRow(
+                        t.id, t.paper, t.source, t.student, r.teacher or t.teacher or "", task or "", t.split, r.method, r.paper_method, acc, dict(r.subjects), r.note, t.ablation
+                    )
                 )
     return out
 

@@ -128,6 +128,17 @@ def test_reported_rows_sit_beside_measured_ones(store):
     assert table.rows[0].cells["svamp"].best  # reported numbers are not candidates for best
 
 
+def test_ablation_numbers_only_beside_their_measured_setting(store):
+    from leaderboard.reported import reported
+
+    t = Tracker(store, "g")
+    log_run(t, "qcrd", "svamp", correct(0.5, 1), options={"k": 0})
+    labels = [r.label for r in data.main_table(data.load_cells(store.tracking_uri), "greedy", reported=list(reported())).rows]
+    assert "reported: Table 6: k 0 (GPT-3.5-turbo) · T5-base" in labels  # its cell is here
+    assert not any("Table 5" in x for x in labels)  # no maxmin cell measured: no maxmin number
+    assert "reported: Ours (GPT-3.5-turbo) · T5-base" in labels  # main-table numbers always
+
+
 def test_exports_carry_the_same_numbers(store):
     t = Tracker(store, "g")
     log_run(t, "dss", "svamp", correct(0.6, 1))
