@@ -291,14 +291,17 @@ def leaderboard(
     import os
     import subprocess
 
-    uri = tracking_uri or _store(store).tracking_uri
+    st = _store(store) if store is not None or tracking_uri is None else None
+    uri = tracking_uri or st.tracking_uri  # type: ignore[union-attr]
     page = Path(__file__).resolve().parent.parent / "leaderboard" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.address", "127.0.0.1", "--server.port", str(port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]  # fmt: skip
     out.print(f"leaderboard of {uri} on http://127.0.0.1:{port} (Ctrl-C stops it)")
     import signal
 
-    proc = subprocess.Popen(cmd, env={**os.environ, "DISTILLBENCH_TRACKING_URI": uri})
+    # the store (when local) is where the drill-down finds the teacher banks
+    env = {**os.environ, "DISTILLBENCH_TRACKING_URI": uri, **({"DISTILLBENCH_STORE": str(st.root)} if st is not None else {})}
+    proc = subprocess.Popen(cmd, env=env)
     # stopping this command stops the server it started (SIGTERM from a supervisor, or Ctrl-C)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:

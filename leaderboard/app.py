@@ -10,6 +10,7 @@ store's ($DISTILLBENCH_HOME or ./.distillbench).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -22,7 +23,9 @@ from leaderboard import data
 from leaderboard.reported import reported
 
 ENV_URI = "DISTILLBENCH_TRACKING_URI"
+ENV_STORE = "DISTILLBENCH_STORE"  # the local store, where teacher banks live (drill-down)
 ANY = "(any)"
+CHOOSE = "(choose a run)"
 
 
 def tracking_uri() -> str:
@@ -44,12 +47,41 @@ def load(uri: str) -> tuple[list[data.CellRow], str | None]:
 
 
 @st.cache_data(ttl=600, show_spinner="downloading the run's predictions")
-def predictions(uri: str, run_id: str) -> Any:
+def predictions(uri: str, run_id: str) -> tuple[Any, str | None]:
+    """(the run's predictions, None), or (None, why not): a failure is cached like a success."""
     from harness.evaluate import locate_predictions, read_predictions
 
     scratch = Path(tempfile.mkdtemp(prefix="distillbench-board-"))
-    folder, _ = locate_predictions(run_id, uri, scratch)
-    return read_predictions(folder)
+    try:
+        folder, _ = locate_predictions(run_id, uri, scratch)
+        return read_predictions(folder), None
+    except Exception as e:
+        return None, str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def store_root() -> Path | None:
+    """The local store: DISTILLBENCH_STORE, else the default one when no tracking URI was given."""
+    if os.environ.get(ENV_STORE):
+        return Path(os.environ[ENV_STORE])
+    if os.environ.get(ENV_URI):
+        return None
+    from harness.store import Store
+
+    return Store(None).root
+
+
+@st.cache_data(ttl=600, show_spinner="reading the teacher bank")
+def bank_chains(root: str, key: str) -> dict[str, list[Any]]:
+    """example id -> the bank's chains, or {} when the bank is not in this store."""
+    from harness.bank import Bank
+
+    path = Path(root) / "banks" / key
+    if not (path / "manifest.json").is_file():
+        return {}
+    out: dict[str, list[Any]] = {}
+    for c in Bank(path).chains():
+        out.setdefault(c.example_id, []).append(c)
+    return out
 
 
 @st.cache_data(ttl=600)
@@ -67,7 +99,7 @@ def empty_page(uri: str, error: str | None) -> None:
     st.code("make demo            # or: distillbench grid runs/demo.yaml\ndistillbench leaderboard", language="sh")
 
 
-def sidebar(rows: list[data.CellRow]) -> tuple[list[data.CellRow], str]:
+def sidebar(rows: list[data.CellRow]) -> tuple[list[data.CellRow], str, tuple[tuple[str, str | None], ...]]:
     opts = data.options(rows)
     chosen = {}
     for key in data.FILTERS:
@@ -79,11 +111,17 @@ def sidebar(rows: list[data.CellRow]) -> tuple[list[data.CellRow], str]:
     for r in rows:
         schemes += [s for s in r.acc if s not in schemes]
     scheme = st.sidebar.selectbox("scheme", schemes or ["greedy"], key="scheme")
-    return rows, scheme
+    return rows, scheme, tuple(sorted(chosen.items()))
 
 
-def main_view(rows: list[data.CellRow], scheme: str) -> data.MainTable:
-    table = data.main_table(rows, scheme, reported=list(reported()))
+@st.cache_data(ttl=60, show_spinner="computing the table")
+def main_table(uri: str, filters: tuple[tuple[str, str | None], ...], scheme: str) -> data.MainTable:
+    """The main table of the runs `load(uri)` read (ties are the costly part: cached with them)."""
+    return data.main_table(data.filter_rows(load(uri)[0], **dict(filters)), scheme, reported=list(reported()))
+
+
+def main_view(uri: str, rows: list[data.CellRow], scheme: str, filters: tuple[tuple[str, str | None], ...]) -> data.MainTable:
+    table = main_table(uri, filters, scheme)
     header, grid = data.table_grid(table)
     st.subheader(f"Test accuracy (%), {scheme}")
     st.caption("mean ± std over seeds [95% interval] (n seeds) · * best in its column · ~ tied with the best (paired bootstrap on the same examples) · ! fairness flag below")
@@ -91,11 +129,15 @@ def main_view(rows: list[data.CellRow], scheme: str) -> data.MainTable:
 
     frame = pd.DataFrame(grid, columns=header)
     frame.insert(1, "kind", [r.kind for r in table.rows])
-    st.dataframe(frame, hide_index=True, width="stretch", key="main_table")
+    # a static table: its text is in the page (readable, selectable, testable in a browser)
+    st.table(frame.set_index("method"))
     flags = [(r.label, c, f) for r in table.rows for c, cell in r.cells.items() for f in cell.flags]
     if flags:
         st.warning("Fairness: these cells differ from the rest of their column")
         st.dataframe(pd.DataFrame(flags, columns=["method", "test set", "what differs"]), hide_index=True, key="flags")
+    old = sum(1 for r in rows if scheme in r.acc and r.correct(scheme) is None)
+    if old:
+        st.caption(f"{old} runs carry no per-example results (logged before they were recorded): shown without ties")
     notes = [(r.label, r.note) for r in table.rows if r.kind == "reported"]
     if notes:
         with st.expander("Reported rows: sources"):
@@ -164,13 +206,16 @@ def diagnostics_view(uri: str, rows: list[data.CellRow], scheme: str) -> None:
     if a.test_set != b.test_set:
         st.error("The two runs were scored on different test sets: pick runs on the same one.")
         return
-    ids = sorted(ex.id for ex in predictions(uri, a.run_id).examples) if st.checkbox("by subject (downloads run A's predictions)", key="diag_sub") else None
     ca, cb = a.correct(scheme), b.correct(scheme)
-    keys = ids or [str(i) for i in range(len(ca))]
-    groups = None
-    if ids:
-        meta = {ex.id: ex.meta.get("subject") for ex in predictions(uri, a.run_id).examples}
-        groups = meta if any(meta.values()) else None
+    keys, groups = [str(i) for i in range(len(ca))], None
+    if st.checkbox("by subject (downloads run A's predictions)", key="diag_sub"):
+        preds, why = predictions(uri, a.run_id)
+        if preds is None:
+            st.error(f"run A's predictions are not available: {why}")
+        else:
+            keys = sorted(ex.id for ex in preds.examples)  # the order the bitsets follow
+            meta = {ex.id: ex.meta.get("subject") for ex in preds.examples}
+            groups = meta if any(meta.values()) else None
     out = data.solved_overlap(dict(zip(keys, ca, strict=True)), dict(zip(keys, cb, strict=True)), groups)
     st.dataframe(
         pd.DataFrame([(o.group, o.examples, o.solved_a, o.solved_b, o.both, round(o.iou, 3)) for o in out], columns=["group", "examples", "solved by A", "solved by B", "both", "IoU"]),
@@ -186,11 +231,14 @@ def drilldown_view(uri: str, rows: list[data.CellRow], scheme: str) -> None:
         st.info("No runs match the filters.")
         return
     labels = {run_label(r): r for r in rows}
-    run = labels[st.selectbox("run", list(labels), key="drill_run")]
-    try:
-        preds = predictions(uri, run.run_id)
-    except Exception as e:
-        st.error(f"This run's predictions are not available: {str(e).splitlines()[0]}")
+    # nothing is downloaded until a run is chosen (a run's predictions can be large)
+    picked = st.selectbox("run", [CHOOSE, *labels], key="drill_run")
+    if picked == CHOOSE:
+        return
+    run = labels[picked]
+    preds, why = predictions(uri, run.run_id)
+    if preds is None:
+        st.error(f"This run's predictions are not available: {why}")
         return
     examples = preds.examples
     index = st.number_input("test example #", min_value=0, max_value=max(0, len(examples) - 1), value=0, step=1, key="drill_ex")
@@ -200,6 +248,9 @@ def drilldown_view(uri: str, rows: list[data.CellRow], scheme: str) -> None:
     st.text("question:\n" + (ex.question or "(not saved with this run's predictions)"))
     st.text(f"gold answer: {ex.answer}")
     task = preds.task()
+    # correctness as the run scored it; checked here for chains saved without it
+    right = {id(c): c.correct if c.correct is not None else (c.answer is not None and task.equivalent(c.answer, ex.answer)) for c in chains}
+    chains = [dataclasses.replace(c, correct=right[id(c)]) for c in chains]
     sampled = [c for c in chains if c.meta.get("temperature", 0) > 0]
     if sampled:
         votes = data.vote_groups(task, sampled)
@@ -219,6 +270,23 @@ def drilldown_view(uri: str, rows: list[data.CellRow], scheme: str) -> None:
     st.dataframe(pd.DataFrame(table), hide_index=True, key="drill_chains")
     for c in chains[:50]:  # the full texts, as plain text
         st.text(f"[{c.meta.get('sample', 0)}] {c.text}")
+    teacher_view(run)
+
+
+def teacher_view(run: data.CellRow) -> None:
+    """The teacher's positive and negative chains of a train example of the run's bank."""
+    import pandas as pd
+
+    st.subheader("Teacher chains (train)")
+    root = store_root()
+    bank = bank_chains(str(root), run.teacher_bank) if root is not None else {}
+    if not bank:
+        st.info("The run's teacher bank is not in a local store here (start with --store to read it).")
+        return
+    ids = sorted(bank)
+    which = st.selectbox("train example", ids, key="teacher_ex")
+    rows = [{"label": "positive" if c.correct else "negative", "answer": c.answer or "", "text": c.text} for c in bank[which]]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="teacher_chains")
 
 
 def exports_view(table: data.MainTable) -> None:
@@ -240,10 +308,10 @@ def main() -> None:
         return
     st.title("distillbench leaderboard")
     st.caption(f"{len(rows)} finished runs · {uri}")
-    rows, scheme = sidebar(rows)
+    rows, scheme, filters = sidebar(rows)
     tabs = st.tabs(["Main table", "Aggregation", "Cost", "Negative-data diagnostics", "Drill-down", "Exports"])
     with tabs[0]:
-        table = main_view(rows, scheme)
+        table = main_view(uri, rows, scheme, filters)
     with tabs[1]:
         aggregation_view(uri, rows)
     with tabs[2]:

@@ -526,7 +526,8 @@ def main_table(rows: list[CellRow], scheme: str = "greedy", reported: list[Any] 
     measured = set(labels)
     for rep in reported or []:
         # an ablation's number only beside the measured cell of its setting
-        if rep.ablation and (rep.method is None or method_label(*parse_method_label(rep.method)) not in measured):
+        # (its rows without options repeat the main tables' numbers: not shown twice)
+        if rep.ablation and (rep.method is None or "[" not in rep.method or method_label(*parse_method_label(rep.method)) not in measured):
             continue
         label = f"{rep.label} · {rep.student}"
         cols = [c for c in columns if c == rep.task or c.startswith(f"{rep.task} (")]

@@ -21,9 +21,10 @@ EVIL = '<script>alert(1)</script> <img src=x onerror=alert(2)> [click](http://12
 
 def frame(at, *columns: str):
     """The first table on the page with these columns (AppTest does not expose dataframe keys)."""
-    for d in at.dataframe:
-        if all(c in d.value.columns for c in columns):
-            return d.value
+    for d in [*at.table, *at.dataframe]:
+        value = d.value.reset_index() if d.value.index.name else d.value
+        if all(c in value.columns for c in columns):
+            return value
     raise AssertionError(f"no table with columns {columns}: {[list(d.value.columns) for d in at.dataframe]}")
 
 
@@ -49,7 +50,15 @@ def filled(tmp_path):
     chains = (folder / "chains.jsonl").read_text().splitlines()
     chains[0] = chains[0].replace('"The answer is', f'"{EVIL} The answer is', 1)
     (folder / "chains.jsonl").write_text("\n".join(chains) + "\n")
-    with t.run("method=qcrd", {"seed": 0, "method.name": "qcrd", "eval.schemes": ["greedy"]}, {"cell_hash": "q", "cell": "method=qcrd", "task": "math500", "method": "qcrd", "student": "tiny-t5"}) as log:
+    # its teacher bank in the store: a right and a slipped chain for one train question
+    from harness.bank import Bank
+    from harness.types import Chain
+
+    bank = Bank.create(store, {"test": "bank"})
+    bank.append_chunk(0, ["train-1"], [Chain("train-1", "teacher:t", "2 + 2 = 4. The answer is 4.", "4", True),
+                                       Chain("train-1", "teacher:t", f"{EVIL} The answer is 5.", "5", False)])
+    tags = {"cell_hash": "q", "cell": "method=qcrd", "task": "math500", "method": "qcrd", "student": "tiny-t5", "teacher_bank": bank.key}
+    with t.run("method=qcrd", {"seed": 0, "method.name": "qcrd", "eval.schemes": ["greedy"]}, tags) as log:
         log.metrics({"test/acc/greedy": 0.7, "test/lo/greedy": 0.5, "test/hi/greedy": 0.9})
         log.artifact(folder, "predictions")
     return store
@@ -80,17 +89,24 @@ def test_exports_equal_the_table(monkeypatch, filled):
 
 
 def test_drill_down_shows_the_chains_as_text(monkeypatch, filled):
+    monkeypatch.setenv("DISTILLBENCH_STORE", str(filled.root))
     at = app(monkeypatch, filled.tracking_uri)
     run = next(o for o in at.selectbox(key="drill_run").options if o.startswith("qcrd"))
     at.selectbox(key="drill_run").select(run).run()
     assert not at.exception, at.exception
     chains = frame(at, "logprob", "text")
     assert len(chains) == 7 and EVIL in chains["text"].iloc[0]
+    # correctness checked by the task where the saved chains lack it: "0", "0.0" right; "101" wrong
+    assert all(r == (a in ("0", "0.0", "\\frac{0}{2}")) for a, r in zip(chains["answer"], chains["right"], strict=True))
     texts = [t.value for t in at.text]
     assert any(EVIL in t for t in texts) and any(t.startswith("gold answer: 0") for t in texts)
     assert not any(EVIL in m.value for m in at.markdown)  # never rendered as Markdown
     at.number_input(key="drill_ex").set_value(3).run()
     assert any(t.value.startswith("gold answer: 3") for t in at.text)
+    # the teacher's chains of a train question of the run's bank, labelled, as text
+    teacher = frame(at, "label", "text")
+    assert list(teacher["label"]) == ["positive", "negative"] and EVIL in teacher["text"].iloc[1]
+    assert not any(EVIL in m.value for m in at.markdown)
 
 
 def test_an_empty_store_says_how_to_start(monkeypatch, tmp_path):
