@@ -195,7 +195,7 @@ def ids_hash(ids: Sequence[str]) -> str:
 
 def encode_bits(bits: Sequence[bool]) -> str:
     """[True, False, True, ...] -> "n:hex" (bit i of the number = bits[i])."""
-    value = sum(1 << i for i, b in enumerate(bits) if b)
+    value = int("".join("1" if b else "0" for b in reversed(bits)) or "0", 2)  # linear, unlike a sum of shifts
     return f"{len(bits)}:{value:x}"
 
 
@@ -205,7 +205,7 @@ def decode_bits(text: str) -> list[bool]:
     count, value = int(n), int(digits or "0", 16)
     if value >> count:
         raise ValueError(f"bitset {text[:20]!r}... has bits beyond its length {count}")
-    return [bool(value >> i & 1) for i in range(count)]
+    return [c == "1" for c in reversed(format(value, f"0{count}b"))] if count else []
 
 
 def _json_safe(x: Any) -> Any:

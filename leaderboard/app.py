@@ -37,9 +37,12 @@ def tracking_uri() -> str:
     return Store(None).tracking_uri
 
 
-@st.cache_data(ttl=60, show_spinner="reading runs from MLflow")
+# cache_resource, not cache_data: the rows and tables are shared read-only, not copied on every
+# render (unpickling 1,000 runs' rows would cost more than the rest of a cached render)
+@st.cache_resource(ttl=60, show_spinner="reading runs from MLflow")
 def load(uri: str) -> tuple[list[data.CellRow], str | None]:
-    """Every finished run (one paged search); an unreadable store is an error message, not a crash."""
+    """Every finished run (one paged search per experiment); an unreadable store is an error
+    message, not a crash."""
     try:
         return data.load_cells(uri), None
     except Exception as e:  # a missing or foreign store: say so on the page
@@ -114,7 +117,7 @@ def sidebar(rows: list[data.CellRow]) -> tuple[list[data.CellRow], str, tuple[tu
     return rows, scheme, tuple(sorted(chosen.items()))
 
 
-@st.cache_data(ttl=60, show_spinner="computing the table")
+@st.cache_resource(ttl=60, show_spinner="computing the table")
 def main_table(uri: str, filters: tuple[tuple[str, str | None], ...], scheme: str) -> data.MainTable:
     """The main table of the runs `load(uri)` read (ties are the costly part: cached with them)."""
     return data.main_table(data.filter_rows(load(uri)[0], **dict(filters)), scheme, reported=list(reported()))
@@ -135,7 +138,7 @@ def main_view(uri: str, rows: list[data.CellRow], scheme: str, filters: tuple[tu
     if flags:
         st.warning("Fairness: these cells differ from the rest of their column")
         st.dataframe(pd.DataFrame(flags, columns=["method", "test set", "what differs"]), hide_index=True, key="flags")
-    old = sum(1 for r in rows if scheme in r.acc and r.correct(scheme) is None)
+    old = sum(1 for r in rows if scheme in r.acc and not r.has_correct(scheme))
     if old:
         st.caption(f"{old} runs carry no per-example results (logged before they were recorded): shown without ties")
     notes = [(r.label, r.note) for r in table.rows if r.kind == "reported"]
@@ -196,7 +199,7 @@ def cost_view(rows: list[data.CellRow], scheme: str) -> None:
 def diagnostics_view(uri: str, rows: list[data.CellRow], scheme: str) -> None:
     import pandas as pd
 
-    usable = [r for r in rows if r.correct(scheme) is not None]
+    usable = [r for r in rows if r.has_correct(scheme)]
     if len(usable) < 2:
         st.info("Needs two runs with per-example results on the same test set (runs logged since the leaderboard's first version).")
         return

@@ -88,6 +88,9 @@ class CellRow:
         """How the checkpoint was chosen (every run here: best greedy valid accuracy)."""
         return self.tags.get("selection", f"best valid, every {self.params.get('train.eval_every', '?')} steps")
 
+    def has_correct(self, scheme: str) -> bool:
+        return bool(self.tags.get(f"test/correct/{metric_name(scheme)}"))
+
     def correct(self, scheme: str) -> list[bool] | None:
         """Per-example correctness on test under `scheme` (sorted example ids), when logged."""
         from harness.evaluate import decode_bits
@@ -681,15 +684,16 @@ def to_latex(t: MainTable) -> str:
 def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
     """For (cost, accuracy) points: True where no other point costs no more and scores no less,
     one of them strictly (lower cost and higher accuracy are better). NaN points are never on it."""
-    out = []
-    for i, (c, a) in enumerate(points):
-        if math.isnan(c) or math.isnan(a):
-            out.append(False)
-            continue
-        dominated = any(
-            j != i and not (math.isnan(c2) or math.isnan(a2)) and c2 <= c and a2 >= a and (c2 < c or a2 > a) for j, (c2, a2) in enumerate(points)
-        )
-        out.append(not dominated)
+    out = [False] * len(points)
+    valid = [i for i, (c, a) in enumerate(points) if not (math.isnan(c) or math.isnan(a))]
+    # cheapest first, the better of equal costs first: a point is on the front when it beats the
+    # best accuracy of everything at most as costly (O(n log n), not a pairwise check)
+    valid.sort(key=lambda i: (points[i][0], -points[i][1]))
+    best, at = -math.inf, math.nan
+    for i in valid:
+        c, a = points[i]
+        if a > best or (a == best and c == at):  # an equal point does not dominate its twin
+            out[i], best, at = True, a, c
     return out
 
 

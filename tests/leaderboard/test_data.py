@@ -180,3 +180,14 @@ def test_solved_overlap_needs_the_same_examples():
 
     with pytest.raises(UserError, match="different test examples"):
         solved_overlap({"1": True}, {"2": True})
+
+
+def test_pareto_front_by_hand():
+    from leaderboard.data import pareto_front
+
+    nan = float("nan")
+    # (cost, accuracy): on the front unless another is no costlier and no worse, one strictly;
+    # two equal points do not dominate each other; a NaN is never on it
+    points = [(1, 10), (2, 20), (2, 15), (3, 20), (4, 30), (nan, 99), (0.5, 5), (4, 30)]
+    assert pareto_front(points) == [True, True, False, False, True, False, True, True]
+    assert pareto_front([]) == []
