@@ -49,7 +49,6 @@ Log = Callable[[dict[str, float], int], None]
 Stage = Callable[[str, dict[str, Any], Callable[[Path], None]], Path]
 
 
-
 class Companion(Protocol):
     """What a method trains and carries beside the student (QCRD: its judge head, the queue of
     earlier snapshots and the negatives they sampled). `fit` puts `parameters()` in the optimizer
