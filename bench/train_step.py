@@ -150,19 +150,11 @@ def naive_qcrd_loss(cfg, head):
 
     def loss(student: Student, batch):
         pred = student.score([cfg.predict_prefix + b["input"] for b in batch], [b["label"] for b in batch])
-        pos = [b["positives"] for b in batch]
-        neg = [b["sampled"] for b in batch]
-        xs = [cfg.explain_prefix + b["input"] for b in batch]
-        flat_x = [x for x, g in zip(xs, pos) for _ in g] + [x for x, g in zip(xs, neg) for _ in g]
-        flat_r = [r for g in pos for r in g] + [r for g in neg for r in g]
-        values = student.score(flat_x, flat_r).sequence_nll()
-        n_pos = sum(map(len, pos))
-        l_pos, pm = qcrd.padded(pos, values[:n_pos], max(map(len, pos)))
-        l_neg, nm = qcrd.padded(neg, values[n_pos:], max(map(len, neg)))
-        raw = [b["input"] for b, g in zip(batch, pos) for _ in g] + [b["input"] for b, g in zip(batch, neg) for _ in g]
-        s = qcrd.judge_scores(student, head, raw, flat_r)
-        s_pos, _ = qcrd.padded(pos, s[:n_pos], l_pos.shape[1])
-        s_neg, _ = qcrd.padded(neg, s[n_pos:], l_neg.shape[1])
+        cands = qcrd.Candidates([b["positives"] for b in batch], [b["sampled"] for b in batch])
+        inputs = [batch[i]["input"] for i in cands.rows]
+        values = student.score([cfg.explain_prefix + x for x in inputs], cands.texts).sequence_nll()
+        l_pos, pm, l_neg, nm = cands.split(values)
+        s_pos, _, s_neg, _ = cands.split(qcrd.judge_scores(student, head, inputs, cands.texts))
         l_cl = qcrd.contrastive_loss(l_pos, pm, l_neg, nm, s_pos, s_neg)
         l_pred = nll_loss(pred.token_nll(), pred.mask)
         return qcrd.qcrd_loss(l_pred, l_cl, qcrd.judge_loss(s_pos, pm, s_neg, nm), cfg.a1, cfg.a2, cfg.a3), {}

@@ -54,14 +54,13 @@ class Companion(Protocol):
     earlier snapshots and the negatives they sampled). `fit` puts `parameters()` in the optimizer
     with the student's, saves `state_dict()` (plain values and tensors) in `last.pt` and gives it
     back to `load_state_dict` on resume (None on a fresh start), calls `step_begin` before each
-    optimizer step (`micro`: micro-batches consumed so far) and `step_end` after it, and `saved()`
-    once a state is safely on disk (files the saved state no longer names may go then)."""
+    optimizer step (`micro`: micro-batches consumed so far), and `saved()` once a state is safely
+    on disk (files the saved state no longer names may go then)."""
 
     def parameters(self) -> dict[str, torch.nn.Parameter]: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any] | None) -> None: ...
     def step_begin(self, student: Student, step: int, micro: int) -> None: ...
-    def step_end(self, student: Student, step: int) -> None: ...
     def saved(self) -> None: ...
 
 
@@ -392,8 +391,6 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
                 opt.step()
                 sched.step()
-                if companion is not None:
-                    companion.step_end(student, step)
                 state.step = step
                 state.running["loss"] = state.running.get("loss", 0.0) + loss_sum
                 state.window["steps"] += 1

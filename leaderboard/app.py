@@ -151,23 +151,19 @@ def main_view(uri: str, rows: list[data.CellRow], scheme: str, filters: tuple[tu
     return table
 
 
-def run_label(r: data.CellRow) -> str:
-    return f"{r.method_label} · {r.task} · seed {r.seed or '0'} · {r.grid} · {r.run_id[:8]}"
-
-
 def aggregation_view(uri: str, rows: list[data.CellRow]) -> None:
     import pandas as pd
 
     if not rows:
         st.info("No runs match the filters.")
         return
-    labels = {run_label(r): r for r in rows}
+    labels = {data.run_label(r): r for r in rows}
     picked = st.multiselect("runs", list(labels), default=list(labels)[:1], key="agg_runs")
     chosen = [labels[p] for p in picked]
     schemes: list[str] = []
     for r in chosen:
         schemes += [s for s in r.acc if s not in schemes]
-    table = [[run_label(r), *[f"{100 * r.acc[s][0]:.1f} [{100 * r.acc[s][1]:.1f}, {100 * r.acc[s][2]:.1f}]" if s in r.acc else "" for s in schemes]] for r in chosen]
+    table = [[data.run_label(r), *[f"{100 * r.acc[s][0]:.1f} [{100 * r.acc[s][1]:.1f}, {100 * r.acc[s][2]:.1f}]" if s in r.acc else "" for s in schemes]] for r in chosen]
     st.dataframe(pd.DataFrame(table, columns=["run", *schemes]), hide_index=True, key="agg_table")
     for r in chosen:
         names = tuple(k for k in r.metrics if k.startswith(("test/curve/", "test/curve_used/")))
@@ -176,7 +172,7 @@ def aggregation_view(uri: str, rows: list[data.CellRow]) -> None:
         series = curves(uri, r.run_id, names)
         frame = pd.DataFrame({n.removeprefix("test/"): dict(v) for n, v in series.items()})
         frame.index.name = "k"
-        st.caption(f"k-curves: {run_label(r)}")
+        st.caption(f"k-curves: {data.run_label(r)}")
         st.line_chart(frame)
 
 
@@ -203,7 +199,7 @@ def diagnostics_view(uri: str, rows: list[data.CellRow], scheme: str) -> None:
     if len(usable) < 2:
         st.info("Needs two runs with per-example results on the same test set (runs logged since the leaderboard's first version).")
         return
-    labels = {run_label(r): r for r in usable}
+    labels = {data.run_label(r): r for r in usable}
     a = labels[st.selectbox("run A (e.g. positives only)", list(labels), key="diag_a")]
     b = labels[st.selectbox("run B (e.g. negatives only)", list(labels), index=1, key="diag_b")]
     if a.test_set != b.test_set:
@@ -233,7 +229,7 @@ def drilldown_view(uri: str, rows: list[data.CellRow], scheme: str) -> None:
     if not rows:
         st.info("No runs match the filters.")
         return
-    labels = {run_label(r): r for r in rows}
+    labels = {data.run_label(r): r for r in rows}
     # nothing is downloaded until a run is chosen (a run's predictions can be large)
     picked = st.selectbox("run", [CHOOSE, *labels], key="drill_run")
     if picked == CHOOSE:

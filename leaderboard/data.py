@@ -15,7 +15,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from harness.aggregate import metric_name
+from harness.compare import paired_bootstrap
+from harness.scoring import bootstrap_means
 
 PAGE = 1000  # runs per MLflow search request in load_cells
 AGGREGATED_TAG = "aggregated_schemes"  # comma-separated schemes `distillbench aggregate` logged to a run
@@ -102,6 +106,11 @@ class CellRow:
             return decode_bits(value)
         except ValueError:
             return None
+
+
+def run_label(r: CellRow) -> str:
+    """How views name one run: method (with options), task, seed, grid and run id."""
+    return f"{r.method_label} · {r.task} · seed {r.seed or '0'} · {r.grid} · {r.run_id[:8]}"
 
 
 def method_label(method: str, options: dict[str, Any]) -> str:
@@ -525,7 +534,7 @@ def main_table(rows: list[CellRow], scheme: str = "greedy", reported: list[Any] 
     for (label, col), runs in groups.items():
         by_label[label].cells[col] = _cell(runs, scheme)
     for col in columns:
-        _mark(col, [row.cells[col] for row in table_rows if col in row.cells], [groups[(row.label, col)] for row in table_rows if col in row.cells], resamples)
+        _mark([row.cells[col] for row in table_rows if col in row.cells], [groups[(row.label, col)] for row in table_rows if col in row.cells], resamples)
     measured = set(labels)
     for rep in reported or []:
         # an ablation's number only beside the measured cell of its setting
@@ -555,10 +564,6 @@ def _cell(runs: list[CellRow], scheme: str) -> Cell:
     if len(runs) == 1:
         lo, hi = 100 * runs[0].acc[scheme][1], 100 * runs[0].acc[scheme][2]
     elif per_example:
-        import numpy as np
-
-        from harness.scoring import bootstrap_means
-
         means = bootstrap_means(np.array(per_example), 2000, 0)
         lo, hi = (100 * float(q) for q in np.quantile(means, [0.025, 0.975]))
     else:
@@ -566,21 +571,18 @@ def _cell(runs: list[CellRow], scheme: str) -> Cell:
     return Cell(stats.mean, stats.std, stats.n, lo, hi, [r.run_id for r in runs], per_example=per_example)
 
 
-def _mark(col: str, cells: list[Cell], runs: list[list[CellRow]], resamples: int) -> None:
+def _mark(cells: list[Cell], runs: list[list[CellRow]], resamples: int) -> None:
     """Best, ties and fairness flags within one column."""
     if not cells:
         return
     best = max(range(len(cells)), key=lambda i: cells[i].mean)
     cells[best].best = True
     top = cells[best]
+    top_correct = np.array(top.per_example) if top.per_example is not None else None
     for i, c in enumerate(cells):
-        if i == best or top.per_example is None or c.per_example is None or len(c.per_example) != len(top.per_example):
+        if i == best or top_correct is None or c.per_example is None or len(c.per_example) != len(top_correct):
             continue
-        import numpy as np
-
-        from harness.compare import paired_bootstrap
-
-        lo, hi, _ = paired_bootstrap(np.array(c.per_example), np.array(top.per_example), resamples)
+        lo, hi, _ = paired_bootstrap(np.array(c.per_example), top_correct, resamples)
         c.tie = lo <= 0 <= hi
     # fairness: what the column's cells share, and who differs
     for attr, what in (("teacher_bank", "teacher bank"), ("student", "student"), ("budget", "training budget"), ("selection", "selection rule")):
@@ -716,7 +718,7 @@ def cost_points(rows: list[CellRow], scheme: str) -> list[CostPoint]:
         out.append(
             CostPoint(
                 r.run_id,
-                f"{r.method_label} · {r.task} · seed {r.seed or '0'}",
+                run_label(r),
                 100 * r.acc[scheme][0],
                 r.train_seconds,
                 r.metrics.get("teacher/tokens", math.nan),

@@ -58,6 +58,7 @@ scored again with one (exact: the same values, the same gradients).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -353,6 +354,36 @@ def padded(groups: Sequence[Sequence[Any]], values: torch.Tensor, width: int) ->
     return out, mask
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """The rationales of a batch's examples as one flat list of rows, positives first, then
+    negatives: what one batched scoring pass takes and what `split` turns back into per-example
+    [N, M] / [N, K] tensors with their masks."""
+
+    pos: Sequence[Sequence[str]]
+    neg: Sequence[Sequence[str]]
+
+    @functools.cached_property
+    def pairs(self) -> list[tuple[int, str]]:
+        """(example index, rationale) of every candidate."""
+        return [(i, r) for i, rs in enumerate(self.pos) for r in rs] + [(i, r) for i, rs in enumerate(self.neg) for r in rs]
+
+    @property
+    def rows(self) -> list[int]:
+        return [i for i, _ in self.pairs]
+
+    @property
+    def texts(self) -> list[str]:
+        return [r for _, r in self.pairs]
+
+    def split(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flat per-candidate values [R] -> (pos [N, M], pos_mask, neg [N, K], neg_mask)."""
+        n_pos = sum(map(len, self.pos))
+        pos, pos_mask = padded(self.pos, values[:n_pos], max(map(len, self.pos), default=0))
+        neg, neg_mask = padded(self.neg, values[n_pos:], max(map(len, self.neg), default=0))
+        return pos, pos_mask, neg, neg_mask
+
+
 # --------------------------------------------------------------------------- snapshots and negatives
 
 
@@ -482,9 +513,6 @@ class QCRDCompanion:
         if self.cfg.samples_negatives and iteration != self.pool_iteration:
             self._sample(student, iteration)
 
-    def step_end(self, student: Student, step: int) -> None:
-        pass
-
     def saved(self) -> None:
         if self.queue is not None:
             self.queue.saved()
@@ -567,11 +595,8 @@ def loss_fn(cfg: QCRDConfig, comp: QCRDCompanion, reduction: Reduction, seed: in
             return cfg.a1 * l_pred, metrics
         pos_groups = [batch[i]["positives"] for i in rows]
         neg_groups = [negs[i] for i in rows]
-        width_p, width_n = max(map(len, pos_groups)), max(map(len, neg_groups))
-        cand = [(g, r) for g, rs in enumerate(pos_groups) for r in rs]
-        n_pos = len(cand)
-        cand += [(g, r) for g, rs in enumerate(neg_groups) for r in rs]
-        cand_rows, cand_texts = [g for g, _ in cand], [r for _, r in cand]
+        cands = Candidates(pos_groups, neg_groups)
+        cand_rows, cand_texts = cands.rows, cands.texts
         # T5: the encoder runs once per example; every candidate rationale reads its states
         enc = student.encode([cfg.explain_prefix + batch[i]["input"] for i in rows])
         hidden = None
@@ -581,19 +606,17 @@ def loss_fn(cfg: QCRDConfig, comp: QCRDCompanion, reduction: Reduction, seed: in
             values = sc.sequence_nll()
             if shared:
                 hidden = (sc.hidden if with_grads else sc.hidden.detach(), sc.hidden_mask)
-            l_pos, pos_mask = padded(pos_groups, values[:n_pos], width_p)
-            l_neg, neg_mask = padded(neg_groups, values[n_pos:], width_n)
+            l_pos, pos_mask, l_neg, neg_mask = cands.split(values)
         else:  # pick on values scored without a graph, then score only the picked with one
             with torch.no_grad():
                 sc = student.score_encoded(enc.detach(), cand_rows, cand_texts, hidden=shared)
                 values = sc.sequence_nll()
                 if shared:
                     hidden = (sc.hidden, sc.hidden_mask)
-            l_pos, pos_mask = padded(pos_groups, values[:n_pos], width_p)
-            l_neg, neg_mask = padded(neg_groups, values[n_pos:], width_n)
+            l_pos, pos_mask, l_neg, neg_mask = cands.split(values)
             gen = torch.Generator().manual_seed(sampling_seed(seed, comp.step * 10_000 + micro))
             pos_pick = pick(cfg.scheme, l_pos, pos_mask, True, gen)
-            neg_pick = pick(cfg.scheme, l_neg, neg_mask, False, gen) if width_n else None
+            neg_pick = pick(cfg.scheme, l_neg, neg_mask, False, gen) if l_neg.shape[1] else None
             with_neg = [g for g in range(len(rows)) if neg_groups[g]]
             picked = [pos_groups[g][int(pos_pick[g])] for g in range(len(rows))]
             if neg_pick is not None:
@@ -609,8 +632,7 @@ def loss_fn(cfg: QCRDConfig, comp: QCRDCompanion, reduction: Reduction, seed: in
         if cfg.judge:
             assert comp.head is not None
             s = judge_scores(student, comp.head, [batch[rows[g]]["input"] for g in cand_rows], cand_texts, hidden)
-            s_pos, _ = padded(pos_groups, s[:n_pos], width_p)
-            s_neg, _ = padded(neg_groups, s[n_pos:], width_n)
+            s_pos, _, s_neg, _ = cands.split(s)
             l_d = judge_loss(s_pos, pos_mask, s_neg, neg_mask)
             a3 = a3_at(comp.step, cfg.a3, cfg.a3_decay, comp.iteration_steps)
             metrics.update({"qcrd/judge": l_d.item(), "qcrd/a3": a3, "qcrd/s_pos": s_pos[pos_mask].mean().item()})
@@ -632,19 +654,15 @@ def pretrain_loss(cfg: QCRDConfig, head: JudgeHead) -> Any:
     """L_D alone on teacher positives vs negatives (A.3): the judge's pretraining."""
 
     def loss(student: Student, batch: Sequence[Item]) -> tuple[torch.Tensor, dict[str, float]]:
-        pos_groups, neg_groups = [b["positives"] for b in batch], [b["negatives"] for b in batch]
-        cand = [(i, r) for i, rs in enumerate(pos_groups) for r in rs]
-        n_pos = len(cand)
-        cand += [(i, r) for i, rs in enumerate(neg_groups) for r in rs]
+        cands = Candidates([b["positives"] for b in batch], [b["negatives"] for b in batch])
         hidden = None
         if shares_scoring_pass(student, cfg):  # the states the training steps will read
             with torch.set_grad_enabled(cfg.judge_features == "encoder"):
                 enc = student.encode([cfg.explain_prefix + b["input"] for b in batch])
-                sc = student.score_encoded(enc, [i for i, _ in cand], [r for _, r in cand], hidden=True)
+                sc = student.score_encoded(enc, cands.rows, cands.texts, hidden=True)
                 hidden = (sc.hidden, sc.hidden_mask)
-        s = judge_scores(student, head, [batch[i]["input"] for i, _ in cand], [r for _, r in cand], hidden)
-        s_pos, pos_mask = padded(pos_groups, s[:n_pos], max(map(len, pos_groups)))
-        s_neg, neg_mask = padded(neg_groups, s[n_pos:], max(map(len, neg_groups)))
+        s = judge_scores(student, head, [batch[i]["input"] for i in cands.rows], cands.texts, hidden)
+        s_pos, pos_mask, s_neg, neg_mask = cands.split(s)
         value = judge_loss(s_pos, pos_mask, s_neg, neg_mask)
         return value, {"s_pos": s_pos[pos_mask].mean().item(), "s_neg": s_neg[neg_mask].mean().item()}
 
@@ -667,9 +685,6 @@ class HeadOnly:
         pass
 
     def step_begin(self, student: Student, step: int, micro: int) -> None:
-        pass
-
-    def step_end(self, student: Student, step: int) -> None:
         pass
 
     def saved(self) -> None:
