@@ -47,6 +47,7 @@ endif
 
 demo: install
 	HF_HUB_OFFLINE=1 $(VENV)/bin/distillbench grid runs/demo.yaml
+	@echo "browse the results: $(VENV)/bin/distillbench leaderboard   (http://127.0.0.1:8501)"
 
 # The leaderboard's browser test drives the system Chromium (Debian's package, never Playwright's
 # own download): installed here when missing and we are root; otherwise that one test skips, saying why.
