@@ -15,6 +15,7 @@ uninterrupted build would have.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -57,6 +58,15 @@ class Bank:
             path.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
         return cls(path)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive across processes while building (the kernel drops a killed holder's lock)."""
+        import fcntl
+
+        with open(self.path / ".build.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
 
     @property
     def chains_file(self) -> Path:

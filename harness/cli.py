@@ -483,6 +483,13 @@ def _print_stats(bank) -> None:
     from harness.bank import stats
 
     t = Table("bank " + bank.key[:12], "")
+    if bank.manifest.get("kind") == "fdd-problems":  # problems FDD's teacher wrote, not chains of a task's examples
+        from methods.fdd import bank_summary
+
+        for k, v in bank_summary(bank):
+            t.add_row(k, v)
+        out.print(t)
+        return
     for k, v in stats(bank.chains()).rows():
         t.add_row(k, v)
     usage = bank.usage()

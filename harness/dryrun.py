@@ -209,6 +209,8 @@ def dry_run(cells: Sequence[tuple[str, RunSpec]], out: Console) -> None:
         plan = p.method.plan_of(p.method_cfg)
         for i, line in enumerate(plan, 1):
             out.print(f"    {s.method.name} {i}/{len(plan)}: {line}", markup=False)
+        if p.method.teacher_calls is not None:  # a method that calls the teacher while training (FDD)
+            out.print(f"    {s.method.name}: {p.method.teacher_calls(p.method_cfg, counts[0] or 0)}", markup=False)
     notes = [f"{missing} with missing data"] if missing else []
     if missing_weights:
         notes.append(f"{missing_weights} with missing weights")

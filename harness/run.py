@@ -222,6 +222,8 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
         result.scores = ev.scores
         log_evaluation(log, "test", ev, store.dir("evaluations", key))
         log.artifact(pred_dir, "predictions")
+        if (ckpt / "artifacts").is_dir():  # what the method wrote for readers (FDD: every generated problem)
+            log.artifact(ckpt / "artifacts", "method")
 
         # 7. out-of-distribution test sets (cached like test): decoded and scored, never selected on
         for ood in (get_task(t.name, **t.options) for t in e.test_sets):
@@ -524,6 +526,7 @@ def trained_checkpoint(
             show_progress=show_progress,
             stage=stage,
             models=models,
+            **(teacher_access(p, valid, store) if "teacher" in p.method.inputs else {}),
         )
         res = p.method.train(ctx, p.method_cfg)
         log.metrics({"train/best_step": res.best_step, "train/best_valid": res.best_valid, "train/seconds": res.seconds})
@@ -537,12 +540,38 @@ def trained_checkpoint(
     return trained_checkpoint(p, *args, log, device, lengths, show_progress)
 
 
+def greedy_answers(student: Student, p: Prepared, examples: Sequence[Example]) -> list[str | None]:
+    """The student's greedy answers with the method's test-time input and the cell's decode settings."""
+    inputs = [p.method.test_input(p.task, ex, p.method_cfg) for ex in examples]
+    gens = make_decoder(p.spec.decode.backend, student, p.spec.decode.batch_size).sample(inputs, dataclasses.replace(GREEDY, max_new_tokens=p.spec.decode.max_new_tokens))
+    return [p.task.extract(g[0].text) for g in gens]
+
+
 def valid_accuracy(student: Student, p: Prepared, valid: Sequence[Example]) -> float:
     """Greedy accuracy on the valid split: the model-selection signal (test is never used)."""
-    inputs = [p.method.test_input(p.task, ex, p.method_cfg) for ex in valid]
-    gens = make_decoder(p.spec.decode.backend, student, p.spec.decode.batch_size).sample(inputs, dataclasses.replace(GREEDY, max_new_tokens=p.spec.decode.max_new_tokens))
-    ok = [p.task.equivalent(p.task.extract(g[0].text), ex.answer) for g, ex in zip(gens, valid, strict=True)]
+    ok = [p.task.equivalent(a, ex.answer) for a, ex in zip(greedy_answers(student, p, valid), valid, strict=True)]
     return sum(ok) / max(1, len(ok))
+
+
+def held_out_questions(p: Prepared, valid: Sequence[Example]) -> list[str]:
+    """Valid, test and out-of-distribution test questions: what generated training data must
+    never duplicate (the only use of test questions before scoring)."""
+    sets = [valid, p.task.load("test"), *(get_task(t.name, **t.options).load("test") for t in p.spec.eval.test_sets)]
+    return [ex.question for examples in sets for ex in examples]
+
+
+def teacher_access(p: Prepared, valid: Sequence[Example], store: Store) -> dict[str, Any]:
+    """TrainContext fields of a method that calls the teacher while training (inputs "teacher")."""
+    from harness.bank import Bank
+    from harness.contamination import HeldOut
+
+    questions = held_out_questions(p, valid)
+    return {
+        "teacher": p.spec.teacher,
+        "banks": lambda manifest: Bank.create(store, manifest),
+        "held_out": lambda threshold: HeldOut(questions, threshold),
+        "predict": lambda student, examples: greedy_answers(student, p, examples),
+    }
 
 
 def decode(student: Student, p: Prepared, examples: Sequence[Example], source: str = "student:untrained") -> list[Chain]:

@@ -138,6 +138,11 @@ def generator(task: Any, t: Any) -> Any:
     if t.model is None:
         raise UserError(f"teacher {t.name!r} needs teacher.model (a model folder, hub id or served model name)")
     params = SamplingParams(n=t.k, temperature=t.temperature, top_p=t.top_p, max_new_tokens=t.max_new_tokens, seed=t.seed)
+    return sampled(task, sampling_decoder(t), params, f"teacher:{t.name}:{t.model}")
+
+
+def sampling_decoder(t: Any) -> Any:
+    """The Decoder of a sampling teacher (hf, vllm, openai), loaded here."""
     backend = t.name
     if backend == "vllm":
         from harness.backends.vllm import is_encoder_decoder, warn_fallback
@@ -153,16 +158,14 @@ def generator(task: Any, t: Any) -> Any:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         student = Student.load(t.model, device, max_input_len=2048, max_target_len=t.max_new_tokens)
-        decoder: Any = HFDecoder(student, batch_size=t.batch_size)
-    elif backend == "vllm":
+        return HFDecoder(student, batch_size=t.batch_size)
+    if backend == "vllm":
         from harness.backends.vllm import VLLMConfig, VLLMDecoder
 
-        decoder = VLLMDecoder(VLLMConfig(model=t.model, lora=t.lora))
-    else:
-        from harness.backends.openai import OpenAIConfig, OpenAIDecoder
+        return VLLMDecoder(VLLMConfig(model=t.model, lora=t.lora))
+    from harness.backends.openai import OpenAIConfig, OpenAIDecoder
 
-        decoder = OpenAIDecoder(OpenAIConfig.from_options({**t.openai, "model": t.model}))
-    return sampled(task, decoder, params, f"teacher:{t.name}:{t.model}")
+    return OpenAIDecoder(OpenAIConfig.from_options({**t.openai, "model": t.model}))
 
 
 def _per_example(examples: Sequence[Example], chains: list[Chain]) -> list[list[Chain]]:
@@ -216,3 +219,89 @@ def released_chains(task: Any, t: Any) -> list[Chain]:
     from harness.importers.tdg import import_tdg
 
     return import_tdg(found / "GPT3.5-turbo-MATH", task).chains
+
+
+# ----------------------------------------------------------------------- writing new problems
+
+WRITERS = ("oracle", "hf", "vllm", "openai")  # teachers that can write new problems (FDD)
+
+
+class ProblemTeacher:
+    """A teacher that writes new problems from given ones and solves each K times (FDD, Zhu et
+    al. 2024): `oracle` through the task's own `write_problem` (procedural tasks; its chains slip
+    at `wrong_rate`, and the true answer of every problem is known, for auditing the filter);
+    hf / vllm / openai through tasks.generation's prompts, then the task's few-shot prompt."""
+
+    def __init__(self, task: Any, t: Any) -> None:
+        from tasks.generation import family_of
+
+        if t.name not in WRITERS:
+            raise UserError(
+                f"teacher {t.name!r} cannot write new problems: FDD needs one of {', '.join(WRITERS)} "
+                "(set the method's `teacher:` option to use another teacher than the bank's)"
+            )
+        family_of(task)  # a one-line error for a task with no problem prompts (NLI, CSQA)
+        if t.name == "oracle" and not task.writes_problems:
+            task.write_problem(None, "similar", None)  # TaskDefaults' one-line error
+        if t.name != "oracle" and t.model is None:
+            raise UserError(f"teacher {t.name!r} needs teacher.model (a model folder, hub id or served model name)")
+        self.task, self.spec = task, t
+        self.source = ORACLE_SOURCE if t.name == "oracle" else f"teacher:{t.name}:{t.model}"
+        self._decoder: Any = None
+
+    def key(self) -> dict[str, Any]:
+        """What determines the problems and chains it writes (part of a generated bank's key)."""
+        from tasks.generation import PROMPT_VERSION, family_of
+
+        return {"teacher": self.spec.model_dump(mode="json"), "prompts": PROMPT_VERSION, "family": family_of(self.task)}
+
+    @property
+    def decoder(self) -> Any:
+        if self._decoder is None:
+            self._decoder = sampling_decoder(self.spec)
+        return self._decoder
+
+    def write(self, parents: Sequence[Example], kinds: Sequence[str], seed: int) -> list[tuple[Example | None, str, int]]:
+        """(problem or None when unparsable, the teacher's raw text, its tokens) per parent."""
+        from harness.decoding import SamplingParams
+        from harness.store import content_key
+        from tasks.generation import parse_problem, problem_prompt
+
+        if self.spec.name == "oracle":
+            out: list[tuple[Example | None, str, int]] = []
+            for ex, kind in zip(parents, kinds, strict=True):
+                problem = self.task.write_problem(ex, kind, example_rng(seed, f"{ex.id}\0{kind}"))
+                out.append((problem, problem.question, len(problem.question.split())))
+            return out
+        t = self.spec
+        params = SamplingParams(n=1, temperature=t.temperature, top_p=t.top_p, max_new_tokens=t.max_new_tokens, seed=seed)
+        gens = self.decoder.sample([problem_prompt(self.task, ex, kind) for ex, kind in zip(parents, kinds, strict=True)], params)
+        out = []
+        for ex, kind, g in zip(parents, kinds, gens, strict=True):
+            question = parse_problem(g[0].text)
+            problem = None
+            if question is not None:
+                meta = {"kind": kind, "parent": ex.id, **{k: ex.meta[k] for k in ("subject", "level") if k in ex.meta}}
+                problem = Example(id=f"gen-{content_key(question)[:12]}", question=question, answer="", meta=meta)
+            out.append((problem, g[0].text, g[0].n_tokens))
+        return out
+
+    def solve(self, problems: Sequence[Example], k: int, seed: int) -> list[list[Chain]]:
+        """k chains per problem with the task's own few-shot prompt. `correct` is checked against
+        the problem's known answer (oracle) and None when there is none (a model's problem)."""
+        from harness.decoding import SamplingParams, to_chains
+
+        if not problems:
+            return []
+        if self.spec.name == "oracle":
+            return _per_example(problems, oracle_chains(self.task, list(problems), k, self.spec.wrong_rate, seed))
+        t = self.spec
+        params = SamplingParams(n=k, temperature=t.temperature, top_p=t.top_p, max_new_tokens=t.max_new_tokens, seed=seed)
+        gens = self.decoder.sample([self.task.prompt(ex) for ex in problems], params)
+        chains = [dataclasses.replace(split(c), correct=None) for c in to_chains(problems, gens, self.task, self.source, params)]
+        return [chains[i * k : (i + 1) * k] for i in range(len(problems))]
+
+    def usage(self) -> dict[str, float]:
+        """API usage so far (tokens billed, requests, cost) for API teachers; empty otherwise."""
+        d = self._decoder
+        return {**d.usage.as_dict(), "cost": d.cost()} if d is not None and hasattr(d, "usage") else {}

@@ -430,6 +430,13 @@ class TrainContext:
     store, built under a lock, resumable in its work folder. Without a store (unit tests) it is
     built in `out_dir/stages/`. `models` holds the checkpoints of the methods this one builds on
     (MethodDef.stages, e.g. NCE's NAT model), by method name.
+
+    For methods that call the teacher while training (inputs "teacher": FDD writes new problems):
+    `teacher` is the cell's teacher spec, `banks(manifest)` a resumable bank in the store (in
+    `out_dir/banks/` without one), `held_out(threshold)` a harness.contamination.HeldOut index of
+    the valid and test questions (what keeps generated problems out of training; a method gets
+    matches, not the questions), and `predict(student, examples)` the student's greedy answers
+    with the method's test-time input and the cell's decode settings.
     """
 
     student: Student
@@ -444,6 +451,10 @@ class TrainContext:
     show_progress: bool = True
     stage: Stage | None = None
     models: dict[str, Path] = field(default_factory=dict)
+    teacher: Any = None
+    banks: Callable[[dict[str, Any]], Any] | None = None
+    held_out: Callable[[float], Any] | None = None
+    predict: Callable[[Student, Sequence[Any]], list[str | None]] | None = None
 
     def fit(self, items: Sequence[Item], loss_fn: LossFn, companion: Companion | None = None) -> TrainResult:
         return fit(self.student, items, loss_fn, self.config, self.evaluate, self.out_dir, self.log, self.show_progress, companion)
@@ -460,3 +471,12 @@ class TrainContext:
             build(out)
             (out / ".done").touch()
         return out
+
+    def bank(self, manifest: dict[str, Any]) -> Any:
+        """The harness.bank.Bank for `manifest` (see the class docstring), created empty if new."""
+        if self.banks is not None:
+            return self.banks(manifest)
+        from harness.bank import Bank
+        from harness.store import Store
+
+        return Bank.create(Store(self.out_dir / "banks"), manifest)

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.errors import UserError, check_options
 from harness.registry import lookup
-from methods import dss, finetune, mi, mix, nat, nce, nt, qcrd, single_task, ul
+from methods import dss, fdd, finetune, mi, mix, nat, nce, nt, qcrd, single_task, ul
 from methods.base import MethodDef
 
 METHODS: dict[str, MethodDef] = {
@@ -25,6 +25,7 @@ METHODS: dict[str, MethodDef] = {
     "nat": nat.METHOD,
     "nce": nce.METHOD,
     "qcrd": qcrd.METHOD,
+    "fdd": fdd.METHOD,
 }
 
 

@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 from harness.training import TrainContext, TrainResult
 
-# What a method trains on: gold labels, teacher positive / negative chains, or the model another
-# method trained (a shared stage, e.g. NAT's stage-1 negative adapter for NCE).
-Input = Literal["gold", "positives", "negatives", "model"]
-INPUTS: tuple[str, ...] = ("gold", "positives", "negatives", "model")
+# What a method trains on: gold labels, teacher positive / negative chains, the model another
+# method trained (a shared stage, e.g. NAT's stage-1 negative adapter for NCE), or the teacher
+# itself, called while training (FDD: new problems written from the student's results).
+Input = Literal["gold", "positives", "negatives", "model", "teacher"]
+INPUTS: tuple[str, ...] = ("gold", "positives", "negatives", "model", "teacher")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class MethodDef:
     load_student: Callable[..., Any] | None = None
     # what it trains, in order, one line each (shown by --dry-run); each trains the cell's budget
     plan: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ()
+    # methods that call the teacher while training: (config, train examples) -> the calls it will
+    # make, one line (shown by --dry-run before any is made)
+    teacher_calls: Callable[[Any, int], str] | None = None
 
     def stages_of(self, cfg: Any) -> tuple[str, ...]:
         """The methods whose trained model this one builds on, with these options."""

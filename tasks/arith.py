@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from harness.errors import UserError, unknown
 from harness.types import Example
 from tasks import checking
-from tasks.base import SPLITS
+from tasks.base import SPLITS, check_problem_kind
 
 # Fixed share of the hash space per split: an expression's split never depends on the sizes
 # asked for, so a test question can't reach train under any configuration.
@@ -26,6 +26,8 @@ _SPLIT_SHARES = (("train", 80), ("valid", 10), ("test", 10))
 _OPERATORS = ("+", "-", "*", "/")
 _MAX_DIGITS = 12
 _STALE_DRAWS = 5000  # draws without a new expression before the pool counts as exhausted
+_GROW_TERMS_UP_TO = 8  # a "harder" problem adds a term below this many, else lengthens numbers
+_PROBLEM_DRAWS = 50  # new numbers drawn before giving up on a problem (all zero divisors, ...)
 
 _EXEMPLARS = ("12 + 7", "5 - 9 + 3", "40 - 17")
 
@@ -273,6 +275,42 @@ class ArithTask(checking.NumericAnswers):
                 return chain_text(slipped, answer), checking.format_number(answer)
         raise AssertionError("unreachable: a slipped last step always changes the answer")
 
+    # -- oracle problems (FDD)
+
+    def write_problem(self, example: Example, kind: str, rng: random.Random) -> Example:
+        """A new expression with new numbers: "similar" keeps the parent's shape (terms, digits
+        of each number, operator at each position); "harder" adds a term or a digit to every
+        number (see `_harder_shape`)."""
+        check_problem_kind(kind)
+        parent = example.meta.get("expression") or _expression_of(example.question)
+        tokens = tokenize(parent)
+        digits = [len(str(int(n))) for n in tokens[::2]]
+        ops = [str(op) for op in tokens[1::2]]
+        if kind == "harder":
+            digits, ops = self._harder_shape(digits, ops, rng)
+        for _ in range(_PROBLEM_DRAWS):
+            numbers = [str(_draw_number(d, rng)) for d in digits]
+            parts = [numbers[0]]
+            for op, n in zip(ops, numbers[1:], strict=True):
+                parts += [op, n]
+            expression = " ".join(parts)
+            if expression != parent and _well_defined(expression):
+                meta = {"expression": expression, "index": None, "kind": kind, "parent": example.id}
+                return _new_example(expression, f"Calculate {expression}.", meta)
+        raise ValueError(f"no well-defined {kind} problem for {parent!r} in {_PROBLEM_DRAWS} draws")
+
+    def _harder_shape(
+        self, digits: list[int], ops: list[str], rng: random.Random
+    ) -> tuple[list[int], list[str]]:
+        """One more term (an operator from `operators`, as many digits as the parent's longest
+        number) or every number one digit longer (up to _MAX_DIGITS), 50/50; at 8+ terms only
+        longer numbers, unless every number already has _MAX_DIGITS."""
+        can_lengthen = any(d < _MAX_DIGITS for d in digits)
+        add_term = not can_lengthen or (len(digits) < _GROW_TERMS_UP_TO and rng.random() < 0.5)
+        if add_term:
+            return [*digits, max(digits)], [*ops, rng.choice(self.operators)]
+        return [d + 1 if d < _MAX_DIGITS else d for d in digits], ops
+
 
 _QUESTION = re.compile(r"^\s*Calculate\s+(.+?)\s*\.?\s*$")
 
@@ -328,11 +366,22 @@ def _well_defined(expression: str) -> bool:
     return True
 
 
+def _draw_number(digits: int, rng: random.Random) -> int:
+    """A random number with exactly `digits` digits (no leading zero; one digit may be 0)."""
+    return rng.randint(0, 9) if digits == 1 else rng.randint(10 ** (digits - 1), 10**digits - 1)
+
+
 def _example(row: dict[str, Any]) -> Example:
     expression = row["metadata"]["expression"]
+    meta = {"expression": expression, "index": row["metadata"]["source_index"]}
+    return _new_example(expression, row["question"], meta)
+
+
+def _new_example(expression: str, question: str, meta: dict[str, Any]) -> Example:
+    # The id hashes the expression alone, so a written problem equal to a loaded one shares its id.
     return Example(
         id=f"arith-{sha256_hex(expression)[:12]}",
-        question=row["question"],
+        question=question,
         answer=checking.format_number(evaluate(expression)),
-        meta={"expression": expression, "index": row["metadata"]["source_index"]},
+        meta=meta,
     )

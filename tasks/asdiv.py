@@ -124,6 +124,7 @@ class ASDivTask(files.WordProblemFiles):
     name: ClassVar[str] = "asdiv"
     version: ClassVar[str] = "1"
     prompt_version: ClassVar[str] = "1"
+    problem_family: ClassVar[str | None] = "word"  # FDD's problem-writing prompts (tasks/generation.py)
     folds_dir: ClassVar[str] = "asdiv-w"
     subset: ClassVar[bool] = False  # whether the task is the problems listed in its fold files
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from harness.errors import UserError
 from harness.types import Example
 
 SPLITS = ("train", "valid", "test")
+PROBLEM_KINDS = ("harder", "similar")  # what `write_problem` writes (FDD's two requests)
 
 
 class Task(Protocol):
@@ -80,6 +81,28 @@ class Task(Protocol):
         `slip_rng`, one plausible wrong step (a negative)."""
         ...
 
+    # The kind of problems a teacher can write for the task (FDD): "word" for numeric word
+    # problems and arithmetic, "math" for MATH, None where problems cannot be generated (NLI, CSQA).
+    problem_family: ClassVar[str | None]
+
+    @property
+    def writes_problems(self) -> bool:
+        """Whether `write_problem` works: procedural tasks that can write new problems."""
+        ...
+
+    def write_problem(self, example: Example, kind: str, rng: random.Random) -> Example:
+        """A new problem written from `example`: kind "harder" (a harder variant: more terms or
+        larger numbers) or "similar" (same difficulty parameters, new numbers). The new Example
+        has the task's own id scheme (so a generated question equal to an existing one has its
+        id), its computed gold answer, and what `write_chain` needs (rationale / meta)."""
+        ...
+
+
+def check_problem_kind(kind: str) -> None:
+    """ValueError for a `write_problem` kind other than "harder" / "similar"."""
+    if kind not in PROBLEM_KINDS:
+        raise ValueError(f"unknown problem kind {kind!r}: expected one of {list(PROBLEM_KINDS)}")
+
 
 class TaskDefaults:
     """Defaults for the optional members of the Task contract."""
@@ -103,6 +126,19 @@ class TaskDefaults:
     def write_chain(self, example: Example, slip_rng: random.Random | None = None) -> tuple[str, str]:
         name = getattr(self, "name", type(self).__name__)
         raise UserError(f"teacher 'oracle' only works for procedural tasks: task {name!r} cannot write its own chains")
+
+    problem_family: ClassVar[str | None] = None
+
+    @property
+    def writes_problems(self) -> bool:
+        return type(self).write_problem is not TaskDefaults.write_problem
+
+    def write_problem(self, example: Example, kind: str, rng: random.Random) -> Example:
+        check_problem_kind(kind)
+        name = getattr(self, "name", type(self).__name__)
+        raise UserError(
+            f"teacher 'oracle' cannot write problems for task {name!r}: only procedural tasks can (arith, gsm_symbolic)"
+        )
 
 
 def task_key(task: Task) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tasks.base import TaskDefaults
 
@@ -314,6 +314,9 @@ class NumericAnswers(TaskDefaults):
     question as the student input, and this module's extraction and equivalence. A task with a
     `last_number_fallback` option (default on) can switch off reading the last number as the
     answer when no "The answer is" / "####" / \\boxed{} is found."""
+
+    # FDD's teacher writes numeric word problems for these tasks (gsm8k, svamp, mawps, ...)
+    problem_family: ClassVar[str | None] = "word"
 
     def student_input(self, example: Any) -> str:
         return example.question

@@ -1,7 +1,8 @@
 """GSM8K-style word problems from reasoning-gym's gsm_symbolic (templated, with gold chains).
 
 Generation is fast (about 35 us per item, so the default 1200-item pool takes ~0.1 s), but
-importing reasoning_gym costs ~1.4 s, so it is imported on first load, not with this module.
+importing reasoning_gym costs ~1.4 s, so it is imported on first use (a load or
+`write_problem`), not with this module.
 Splits are disjoint by question text; questions from one template with different numbers
 can land in different splits, as in any templated benchmark.
 """
@@ -19,7 +20,12 @@ from harness.errors import UserError, unknown
 from harness.types import Example
 from tasks import checking
 from tasks.arith import fill_splits, sha256_hex, slip_value
-from tasks.base import SPLITS
+from tasks.base import SPLITS, check_problem_kind
+
+# reasoning-gym's GSMSymbolicDataset appends this to every generated question.
+_SUFFIX = " Give the result as your final answer. Do not include units."
+_HARDER = 1.5  # a "harder" problem's difficulty over its parent's (the number ranges scale with it)
+_PROBLEM_DRAWS = 20  # generator calls per difficulty before giving up on it
 
 _EXEMPLARS = (
     (
@@ -87,6 +93,45 @@ class GSMSymbolicTask(checking.NumericAnswers):
         body, answer = slip_chain(body, example.answer, slip_rng, example.question)
         assert not checking.equivalent(answer, example.answer), (example.id, answer)
         return f"{body}\nThe answer is {answer}.", answer
+
+    def write_problem(self, example: Example, kind: str, rng: random.Random) -> Example:
+        """The parent's template with new numbers from a fresh generator seed: "similar" at
+        the parent's difficulty, "harder" at 1.5 times it (wider number ranges). Where the
+        generator keeps failing at the higher difficulty, the parent's is used (meta records
+        the difficulty of the problem written)."""
+        check_problem_kind(kind)
+        template = self._template_of(example)
+        generate = _generators()[template]
+        base = float(example.meta.get("difficulty", 1.0))
+        for difficulty in (base * _HARDER, base) if kind == "harder" else (base,):
+            for _ in range(_PROBLEM_DRAWS):
+                try:
+                    item = generate(random.Random(rng.getrandbits(64)), difficulty)
+                except Exception:  # some templates cannot fit their numbers in every draw
+                    continue
+                if item["question"] + _SUFFIX == example.question:
+                    continue
+                meta = {
+                    "template": template,
+                    "difficulty": difficulty,
+                    "kind": kind,
+                    "parent": example.id,
+                    "variables": item["metadata"]["variables"],
+                    "index": None,
+                }
+                return _from_row({**item, "question": item["question"] + _SUFFIX}, meta)
+        raise ValueError(f"template {template} wrote no new problem for {example.id}")
+
+    def _template_of(self, example: Example) -> int:
+        """The reasoning-gym template (generator number) an example was made from."""
+        if example.meta.get("template") is not None:
+            return int(example.meta["template"])
+        index = example.meta.get("index")
+        if index is None:
+            raise ValueError(f"example {example.id} has neither a template nor a source index")
+        # Examples loaded before meta had "template": the dataset's template list is a prefix-
+        # stable random.choices draw, so a dataset of index + 1 items has the same one at index.
+        return _dataset(self.seed, index + 1).task_indices[index]
 
 
 # --- slipped chains -------------------------------------------------------------------------
@@ -344,15 +389,27 @@ def slip_chain(body: str, gold: str, rng: random.Random, question: str = "") -> 
 # --- loading --------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
-def _load_gsm(task: GSMSymbolicTask) -> dict[str, tuple[Example, ...]]:
+def _dataset(seed: int, size: int) -> Any:
+    """reasoning-gym's gsm_symbolic dataset (imported here, on first use: see the module doc)."""
     import reasoning_gym
 
+    return reasoning_gym.create_dataset("gsm_symbolic", size=size, seed=seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _generators() -> dict[int, Any]:
+    """Template number -> reasoning-gym generator function(rng, difficulty)."""
+    # The dataset's config allows only difficulty 1.0; the generators themselves take any.
+    return dict(_dataset(0, 1).generators)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_gsm(task: GSMSymbolicTask) -> dict[str, tuple[Example, ...]]:
     sizes = {"train": task.n_train, "valid": task.n_valid, "test": task.n_test}
     max_draws = 50 * sum(sizes.values()) + 10_000
     # Template choice is a prefix-stable random.choices list and items use seed + index, so a
     # bigger pool only appends items.
-    ds = reasoning_gym.create_dataset("gsm_symbolic", size=max_draws, seed=task.seed)
+    ds = _dataset(task.seed, max_draws)
     chosen = fill_splits(
         (ds[i] for i in range(max_draws)),
         key=lambda it: it["question"],
@@ -360,14 +417,28 @@ def _load_gsm(task: GSMSymbolicTask) -> dict[str, tuple[Example, ...]]:
         what=f"task 'gsm_symbolic' with {task}",
         max_draws=max_draws,
     )
-    return {split: tuple(_example(r) for r in rows) for split, rows in chosen.items()}
+    return {
+        split: tuple(_example(r, ds.task_indices[r["metadata"]["source_index"]]) for r in rows)
+        for split, rows in chosen.items()
+    }
 
 
-def _example(row: dict[str, Any]) -> Example:
+def _example(row: dict[str, Any], template: int) -> Example:
+    meta = {
+        "index": row["metadata"]["source_index"],
+        "variables": row["metadata"]["variables"],
+        "template": template,
+        "difficulty": float(row["metadata"]["difficulty"]),
+    }
+    return _from_row(row, meta)
+
+
+def _from_row(row: dict[str, Any], meta: dict[str, Any]) -> Example:
+    # The id hashes the question alone, so a written problem equal to a loaded one shares its id.
     return Example(
         id=f"gsm-{sha256_hex(row['question'])[:12]}",
         question=row["question"],
         answer=checking.canonical(row["answer"]),
         rationale=row["metadata"]["answer_cot"],
-        meta={"index": row["metadata"]["source_index"], "variables": row["metadata"]["variables"]},
+        meta=meta,
     )

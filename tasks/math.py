@@ -174,6 +174,7 @@ class _MathBase(TaskDefaults):
     version: ClassVar[str] = "1"
     prompt_version: ClassVar[str] = "1"
     test_file: ClassVar[str]
+    problem_family: ClassVar[str | None] = "math"
 
     def __post_init__(self) -> None:
         files.check_options(self.name, self.data_dir, self.skip_bad)

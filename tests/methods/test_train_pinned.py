@@ -47,6 +47,9 @@ PINNED: dict[tuple[str, str], list[float]] = {
     ("llama", "nat"): [5.67128, 5.67668, 5.56245],
     ("llama", "nce"): [4.25223, 4.2531, 4.19996],
     ("llama", "qcrd"): [5.80967, 4.09858, 4.25794],
+    # FDD: one step per round (3 steps over 3 rounds); round 1 and 2 train on D_0 + the oracle's kept problems
+    ("t5", "fdd"): [5.68161, 5.37933, 4.8828],
+    ("llama", "fdd"): [5.67128, 5.22815, 4.7812],
 }
 
 
@@ -86,10 +89,26 @@ def train_three_steps(student: Student, task, method_name: str, out_dir, models=
         log=log,
         show_progress=False,
         models=models,
+        **(teacher_fields(task, method) if "teacher" in method.inputs else {}),
     )
     cfg = method.config()
     method.train(ctx, cfg)
     return [losses[s] for s in (1, 2, 3)], cfg, ctx.student
+
+
+def teacher_fields(task, method) -> dict:
+    """What the pipeline hands a method that calls the teacher while training (FDD): the oracle,
+    greedy answers, and the held-out guard over valid + test."""
+    from harness.config import TeacherSpec
+    from harness.contamination import HeldOut
+
+    def predict(student, examples):
+        inputs = [method.test_input(task, ex, None) for ex in examples]
+        gens = HFDecoder(student).sample(inputs, dataclasses.replace(GREEDY, max_new_tokens=12))
+        return [task.extract(g[0].text) for g in gens]
+
+    held = [ex.question for split in ("valid", "test") for ex in task.load(split)]
+    return {"teacher": TeacherSpec(name="oracle", k=2, wrong_rate=0.5), "predict": predict, "held_out": lambda t: HeldOut(held, t)}
 
 
 @pytest.mark.parametrize("method_name", list(METHODS))
