@@ -301,6 +301,12 @@ class ProblemTeacher:
         chains = [dataclasses.replace(split(c), correct=None) for c in to_chains(problems, gens, self.task, self.source, params)]
         return [chains[i * k : (i + 1) * k] for i in range(len(problems))]
 
+    def close(self) -> None:
+        """Release the decoder's connections or engine (API sessions, a vLLM engine)."""
+        if self._decoder is not None and hasattr(self._decoder, "close"):
+            self._decoder.close()
+        self._decoder = None
+
     def usage(self) -> dict[str, float]:
         """API usage so far (tokens billed, requests, cost) for API teachers; empty otherwise."""
         d = self._decoder

@@ -325,6 +325,30 @@ def train(ctx: TrainContext, cfg: FDDConfig) -> TrainResult:
     items = chain_items(ctx, negatives=False, max_chains=cfg.max_chains)
     seen = {normalise(ex.question) for ex in ctx.train}
     initial = {n: p.detach().clone() for n, p in ctx.student.trainable_parameters().items()} if cfg.restart == "scratch" else None
+    try:
+        results = _rounds(ctx, cfg, writer, guard, items, seen, initial)
+    finally:
+        if writer is not None:
+            writer.close()
+    best = max(range(len(results)), key=lambda i: (results[i].best_valid, i)) if cfg.select == "best" else len(results) - 1
+    shutil.rmtree(ctx.out_dir / "best", ignore_errors=True)
+    shutil.copytree(ctx.out_dir / f"round-{best}" / "best", ctx.out_dir / "best")
+    ctx.student.restore(ctx.out_dir / "best")
+    starts = [sum(res.steps for res in results[:i]) for i in range(len(results))]
+    result = TrainResult(
+        best_step=starts[best] + results[best].best_step,
+        best_valid=results[best].best_valid,
+        steps=sum(res.steps for res in results),
+        seconds=sum(res.seconds for res in results),
+        curve=[(s0 + s, v) for s0, res in zip(starts, results, strict=True) for s, v in res.curve],
+    )
+    ctx.log({"fdd/best_round": best}, 0)
+    atomic_write_text(done, json.dumps(dataclasses.asdict(result)))
+    return result
+
+
+def _rounds(ctx: TrainContext, cfg: FDDConfig, writer: Any, guard: Any, items: list[Item], seen: set[str], initial: dict[str, Any] | None) -> list[TrainResult]:
+    """Train round after round, generating between them; one TrainResult per round."""
     results: list[TrainResult] = []
     offset, generated = 0, 0
     audit = ctx.out_dir / "artifacts" / "fdd"
@@ -350,21 +374,7 @@ def train(ctx: TrainContext, cfg: FDDConfig) -> TrainResult:
         ctx.log({"fdd/easy": easy, "fdd/hard": len(kinds) - easy, **{f"fdd/{k}": v for k, v in new.counts.items()}}, g)
         audit.mkdir(parents=True, exist_ok=True)
         write_jsonl(audit / f"round-{g}.jsonl", new.rows)
-    best = max(range(len(results)), key=lambda i: (results[i].best_valid, i)) if cfg.select == "best" else len(results) - 1
-    shutil.rmtree(ctx.out_dir / "best", ignore_errors=True)
-    shutil.copytree(ctx.out_dir / f"round-{best}" / "best", ctx.out_dir / "best")
-    ctx.student.restore(ctx.out_dir / "best")
-    starts = [sum(res.steps for res in results[:i]) for i in range(len(results))]
-    result = TrainResult(
-        best_step=starts[best] + results[best].best_step,
-        best_valid=results[best].best_valid,
-        steps=sum(res.steps for res in results),
-        seconds=sum(res.seconds for res in results),
-        curve=[(s0 + s, v) for s0, res in zip(starts, results, strict=True) for s, v in res.curve],
-    )
-    ctx.log({"fdd/best_round": best}, 0)
-    atomic_write_text(done, json.dumps(dataclasses.asdict(result)))
-    return result
+    return results
 
 
 def writer_spec(teacher: Any, overrides: dict[str, Any]) -> Any:
@@ -425,10 +435,17 @@ def teacher_calls(cfg: FDDConfig, n_train: int) -> str:
     )
 
 
+def passes(cfg: FDDConfig) -> float:
+    """The dry run's cost multiplier: the budget is trained once in all (split) or once per round
+    (per_round, each round's data at least D_0's size)."""
+    return float(cfg.rounds) if cfg.budget == "per_round" else 1.0
+
+
 METHOD = MethodDef(
     "fdd", FDDConfig, train, test_input, CITATION,
     "teacher positives, then problems the teacher writes from the student's results (kept when its K answers agree)",
     inputs=frozenset({"positives", "teacher"}),
+    passes=passes,
     plan=plan,
     teacher_calls=teacher_calls,
 )

@@ -66,7 +66,8 @@ def problem_prompt(task: Any, example: Example, kind: str) -> str:
     check_problem_kind(kind)
     family = family_of(task)
     subject, level = example.meta.get("subject"), example.meta.get("level")
-    about = f" ({subject}{f', level {level}' if level else ''})" if subject else ""
+    level = str(level).removeprefix("Level ").strip() if level else ""
+    about = f" ({subject}{f', level {level}' if level.isdigit() else ''})" if subject else ""  # MATH's "Level ?" rows: none
     ask = _ASK[family, kind].format(question=example.question.strip(), about=about)
     return f"{_HEAD[family]}\n\n{ask}\n{_TAIL}\n"
 
@@ -84,5 +85,5 @@ def parse_problem(text: str) -> str | None:
         return None
     rest = text[m.end() :].lstrip()
     end = _END.search(rest)
-    problem = " ".join((rest[: end.start()] if end else rest).split())
+    problem = " ".join((rest[: end.start()] if end else rest).split()).strip("*").strip()  # a bold line's closing **
     return problem if problem and len(problem) <= MAX_PROBLEM_CHARS else None

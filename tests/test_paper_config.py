@@ -88,3 +88,21 @@ def test_tdg_paper_grid_dry_run_shows_stages_test_sets_and_ranker(tmp_path):
     # NAT pays its budget twice (two stages): twice single_task's estimate
     hours = {c.split(":")[0]: float(c.split("~")[1].split(" GPU-h")[0]) for c in cells}
     assert hours["method=nat"] == pytest.approx(2 * hours["method=single_task"], rel=0.01)
+
+
+def test_fdd_paper_grid_dry_run_shows_the_teacher_calls_per_round(tmp_path):
+    """runs/paper-fdd-gsm8k.yaml: GSM8K and SVAMP x single_task / fdd with an OpenAI-compatible
+    teacher; the dry run says how many problems the teacher writes and solves per round, and
+    prices FDD's per-round budget as three trainings."""
+    r = dry_run("runs/paper-fdd-gsm8k.yaml", tmp_path)
+    assert r.returncode == 0, r.stderr
+    cells = [x for x in r.stdout.splitlines() if x.startswith("task=")]
+    assert len(cells) == 4 and "4 cells" in r.stdout
+    assert all("teacher=openai:gpt-3.5-turbo(k=1, T=0.7, label=gold)" in x for x in cells)
+    calls = [x.strip() for x in r.stdout.splitlines() if x.strip().startswith("fdd: teacher per generation round")]
+    assert len(calls) == 2 and all("solving samples (5 per problem" in x and "2 rounds" in x for x in calls)
+    if DATA.is_dir():
+        assert "6,719 problem-writing calls + up to 33,595 solving samples" in calls[0]
+        assert "702 problem-writing calls" in calls[1]
+        costs = {x.split(":")[0]: float(x.split("~")[1].split(" GPU-h")[0]) for x in cells}
+        assert costs["task=gsm8k,method=fdd"] == pytest.approx(3 * costs["task=gsm8k,method=single_task"], rel=0.05)
