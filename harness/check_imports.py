@@ -13,9 +13,9 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parent
 CORE = (
     "types", "errors", "registry", "settings", "store", "student", "models", "training", "decoding",
-    "aggregate", "curves", "scoring", "compare", "bank", "tracking", "backends", "ranker",
+    "aggregate", "curves", "scoring", "compare", "bank", "tracking", "backends", "ranker", "cells", "contamination",
 )  # fmt: skip
-APP = ("config", "teacher", "importers", "evaluate", "run", "executors", "grid", "dryrun", "cli", "check_imports")
+APP = ("config", "teacher", "importers", "evaluate", "run", "executors", "grid", "status", "dryrun", "cli", "check_imports")
 UPPER = ("tasks", "methods", "leaderboard")
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import UserError
@@ -80,12 +81,30 @@ def run(
     """Run one cell from a run spec (YAML) and print its results."""
     from harness.config import load_run, with_data
     from harness.grid import run_grid
-    from leaderboard.table import print_table
 
     s = with_data(load_run(spec, [*(overrides or []), *_decode_overrides(k, temperature, top_p, decode_seed)]), _dir(data_dir), skip_bad)
     st = _store(store)
-    run_grid([(s.name, s)], s.name, st, tracking_uri, err, show_progress=not quiet)
-    print_table(tracking_uri or st.tracking_uri, s.name, out)
+    results = run_grid([(s.name, s)], s.name, st, tracking_uri, err, show_progress=not quiet)
+    _finish(results, tracking_uri or st.tracking_uri, s.name)
+
+
+def _finish(results: list, tracking_uri: str, name: str) -> None:
+    """The results table, then the failed cells (exit code 1 when there are any)."""
+    from harness.tracking import is_outage
+    from leaderboard.table import print_table
+
+    try:
+        print_table(tracking_uri, name, out)
+    except Exception as e:
+        if not (tracking_uri.startswith(("http://", "https://")) and is_outage(e)):
+            raise
+        err.print(f"no results table: the tracking server {tracking_uri} is unreachable; the results wait in the store's outbox (distillbench sync)", markup=False)
+    failed = [r for r in results if r.error]
+    if failed:
+        err.print(f"{len(failed)} of {len(results)} cells failed (rerunning the grid retries only them):", markup=False)
+        for r in failed:
+            err.print(f"  {r.cell}: {r.error}" + (f" (MLflow run {r.run_id})" if r.run_id else ""), markup=False)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -102,21 +121,81 @@ def grid(
     top_p: TopPOpt = None,
     decode_seed: SeedOpt = None,
     quiet: QuietOpt = False,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="local (a process per cell), ray, or sequential (in this process); default: the spec's executor: section, else local.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Cells at once (local) / CPUs of a local Ray instance.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch threads per cell (default: CPU cores / workers).")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="An existing Ray cluster (default: a local instance on 127.0.0.1).")] = None,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Start no cell after the first failure.")] = False,
 ) -> None:
     """Run every cell of a grid spec (YAML), skipping finished cells, and print the table."""
     from harness.config import load_grid, with_data
     from harness.dryrun import dry_run as print_dry_run  # not `dry_run`: that is the option
+    from harness.executors import get_executor
     from harness.grid import run_grid
-    from leaderboard.table import print_table
 
     g = load_grid(spec, [*(overrides or []), *_decode_overrides(k, temperature, top_p, decode_seed)])
     cells = [(cell, with_data(s, _dir(data_dir), skip_bad)) for cell, s in g.cells()]
     if dry_run:
         print_dry_run(cells, out)
         return
+    given = {"name": executor, "workers": workers, "threads": threads, "ray_address": ray_address}
+    ex = get_executor(g.executor.model_copy(update={k: v for k, v in given.items() if v is not None}))
     st = _store(store)
-    run_grid(cells, g.name, st, tracking_uri, err, show_progress=not quiet)
-    print_table(tracking_uri or st.tracking_uri, g.name, out)
+    results = run_grid(cells, g.name, st, tracking_uri, err, show_progress=not quiet, executor=ex, fail_fast=fail_fast)
+    _finish(results, tracking_uri or st.tracking_uri, g.name)
+
+
+@app.command()
+def status(
+    spec: Path,
+    overrides: Overrides = None,
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+    data_dir: DataDirOpt = None,
+    skip_bad: SkipBadOpt = False,
+) -> None:
+    """Where every cell of a grid stands (done / running / failed / stale / pending, with the
+    reason for failures) and the state of the stages its cells share."""
+    from harness.config import load_grid, with_data
+    from harness.status import grid_status
+
+    g = load_grid(spec, list(overrides or []))
+    cells = [(cell, with_data(s, _dir(data_dir), skip_bad)) for cell, s in g.cells()]
+    rows, stages, note = grid_status(cells, g.name, _store(store), tracking_uri)
+    t = Table("cell", "state", "MLflow run", "detail", title=f"{g.name}: {len(cells)} cells")
+    colour = {"done": "green", "running": "cyan", "failed": "red", "stale": "yellow", "pending": "dim"}
+    for r in rows:
+        t.add_row(escape(r.cell), f"[{colour[r.state]}]{r.state}[/]", r.run_id, escape(r.detail))
+    out.print(t)
+    counts = {s: sum(r.state == s for r in rows) for s in colour}
+    out.print(", ".join(f"{n} {s}" for s, n in counts.items() if n), markup=False)
+    if stages:
+        st = Table("shared stage", "state", title="shared stages")
+        for what, state in stages:
+            st.add_row(escape(what), escape(state))
+        out.print(st)
+    if note:
+        err.print(note, markup=False)
+
+
+@app.command()
+def sync(store: StoreOpt = None, tracking_uri: TrackingOpt = None) -> None:
+    """Upload what runs wrote to the store's outbox while their tracking server was away
+    (idempotent: runs are found by their cell, metric points are not written twice)."""
+    from harness.tracking import outbox_journals
+    from harness.tracking import sync as upload
+
+    st = _store(store)
+    pending = outbox_journals(st)
+    if not pending:
+        out.print(f"the outbox of {st.root} is empty: nothing to sync", markup=False)
+        return
+    counts = upload(st, tracking_uri, out=lambda line: out.print(line, markup=False))
+    out.print(
+        f"{counts['runs']} runs synced ({counts['created']} created), {counts['points']} metric points uploaded, "
+        f"{counts['skipped_points']} already there; {counts['already_finished']} cells already finished on the server",
+        markup=False,
+    )
 
 
 SchemesOpt = Annotated[
@@ -271,7 +350,6 @@ def diagnose(
 
     (correct_a, examples), (correct_b, _) = _correct_per_example((a, b), scheme, tracking_uri or _store(store).tracking_uri)
     groups = {ex.id: ex.meta.get(by) for ex in examples} if by and any(by in ex.meta for ex in examples) else None
-    from rich.markup import escape
 
     t = Table(title=f"{scheme}: problems solved by A, by B and by both")
     for col in ("group", "examples", "solved by A", "solved by B", "both", "IoU"):
@@ -502,7 +580,9 @@ def _print_stats(bank) -> None:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(n) comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as e:
         err.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(2)

@@ -130,6 +130,25 @@ class EvalSpec(Strict):
         return v
 
 
+class Resources(Strict):
+    """What one cell needs from the machine that runs it (the `ray` executor schedules by it)."""
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+
+class ExecutorSpec(Strict):
+    """A grid spec's `executor:` section (harness/executors.py); `--executor`, `--workers` and
+    `--ray-address` on the command line override it."""
+
+    name: str = "local"  # local (processes on this machine), ray, or sequential (in this process)
+    workers: int = Field(1, ge=1)  # local: cells at once; ray: CPUs of a local Ray instance
+    threads: int | None = Field(None, ge=1)  # torch threads per cell; None: cpu_count // workers (local)
+    ray_address: str | None = None  # an existing Ray cluster; None: a local instance on 127.0.0.1
+    # per method (or `default`): what a cell needs, unless its run spec's `resources:` says
+    resources: dict[str, Resources] = {}
+
+
 class RunSpec(Strict):
     name: str = "run"
     task: TaskSpec
@@ -143,15 +162,19 @@ class RunSpec(Strict):
     # chain, wrong chain) pairs, then it scores every decoded chain (what asc:1..3 weight votes by)
     ranker: RankerConfig | None = None
     seed: int = 0
+    # what the cell needs to run (CPUs, GPUs): where it runs, not what it computes, so it is not
+    # part of the cell's hash
+    resources: Resources | None = None
 
     def flat(self) -> dict[str, Any]:
-        return flatten(self.model_dump(mode="json"))
+        return flatten(self.model_dump(mode="json", exclude={"resources"}))
 
 
 class GridSpec(Strict):
     name: str
     base: dict[str, Any]
     grid: dict[str, list[Any]] = {}
+    executor: ExecutorSpec = ExecutorSpec()
 
     def cells(self) -> list[tuple[str, RunSpec]]:
         """(cell name, validated run spec) for every point of the grid."""

@@ -1,18 +1,136 @@
 """Run a grid: resolve every cell, build the shared stages once, hand the cells to an executor
-(finished cells are skipped; the results table is leaderboard/table.py)."""
+(finished cells are skipped; the results table is leaderboard/table.py).
+
+A cell that raises stays in its cell: its MLflow run is FAILED with the traceback as an artifact
+(a FAILED run is opened for a cell that failed before its run began), its store marker says
+`failed` with the error (harness/cells.py), and the other cells go on; `fail_fast` starts no
+cell after the first failure. A rerun retries only failed and unfinished cells.
+"""
 
 from __future__ import annotations
 
 import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from harness import cells as markers
 from harness.config import GridSpec, RunSpec
-from harness.executors import Executor, Sequential
+from harness.executors import CellJob, Executor, Sequential
 from harness.run import CellResult, build_shared, cell_hash, prepare, run_cell, shared_key
 from harness.store import Store
 from harness.tracking import Tracker
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:500]
+
+
+def execute(job: CellJob, emit: Emit | None = None) -> CellResult:
+    """Run one cell in this process. A failure of the cell is recorded (FAILED run with its
+    traceback, `failed` marker) and returned as CellResult.error, never raised."""
+    emit = emit or (lambda event: None)
+    if job.threads:
+        import torch
+
+        torch.set_num_threads(job.threads)
+    store = Store(job.store)
+    key = cell_hash(job.spec)
+    emit({"kind": "start", "job": job.index})
+    start = time.perf_counter()
+    tracker: Tracker | None = None
+    try:
+        tracker = Tracker(store, job.grid, job.tracking_uri)
+        markers.mark(store, key, "running", cell=job.cell, grid=job.grid)
+
+        def progress(stage: str, done: int | None = None, total: int | None = None) -> None:
+            emit({"kind": "stage", "job": job.index, "stage": stage, "done": done, "total": total})
+
+        res = run_cell(job.spec, store, tracker, job.cell, show_progress=job.show_progress, progress=progress)
+    except Exception as e:
+        tb = traceback.format_exc()
+        path = markers.write_traceback(store, key, tb)
+        run_id = ""
+        if tracker is not None:
+            run_id = tracker.failed.get(key) or tracker.record_failure(job.cell, failure_tags(job), tb)
+        error = one_line(e)
+        pending = tracker is not None and key in tracker.outboxed
+        markers.mark(store, key, "failed", cell=job.cell, grid=job.grid, error=error, run_id=run_id, traceback=str(path), pending_sync=pending)
+        emit({"kind": "end", "job": job.index, "error": error, "seconds": time.perf_counter() - start})
+        return CellResult(job.cell, run_id, {}, error=error)
+    # results that wait in the tracking outbox count as finished until `distillbench sync`
+    pending = key in tracker.outboxed
+    markers.mark(store, key, "done", cell=job.cell, grid=job.grid, run_id=res.run_id, skipped=res.skipped, pending_sync=pending)
+    emit({"kind": "end", "job": job.index, "run_id": res.run_id, "skipped": res.skipped, "seconds": time.perf_counter() - start})
+    return res
+
+
+def failure_tags(job: CellJob) -> dict[str, str]:
+    s = job.spec
+    return {"cell_hash": cell_hash(s), "cell": job.cell, "grid": s.name, "task": s.task.name, "method": s.method.name}
+
+
+@dataclass
+class Reporter:
+    """Prints what the cells do: a line per cell start and end, or, while cells run in other
+    processes, one progress bar for the grid and one per running cell."""
+
+    console: Console
+    name: str
+    jobs: list[CellJob]
+    live: bool  # progress bars (cells in worker processes) rather than lines
+
+    def __post_init__(self) -> None:
+        self.progress: Any = None
+        self.bars: dict[int, Any] = {}
+        self.failed = 0
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=True)
+            self.grid_bar = self.progress.add_task(f"[bold]{escape(self.name)}[/] cells", total=len(self.jobs))
+
+    def __enter__(self) -> Reporter:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        job = self.jobs[event["job"] - 1]
+        kind = event["kind"]
+        if kind == "start":
+            if self.progress is not None:
+                self.bars[job.index] = self.progress.add_task(f"{escape(job.cell)}: starting", total=None)
+            else:
+                self.console.rule(f"[bold]{escape(self.name)}[/] cell {job.index}/{job.total}: {escape(job.cell)}")
+        elif kind == "stage" and self.progress is not None and job.index in self.bars:
+            stage = event["stage"] + (f" {event['done']}/{event['total']}" if event.get("total") else "")
+            self.progress.update(self.bars[job.index], description=f"{escape(job.cell)}: {escape(stage)}", completed=event.get("done") or 0, total=event.get("total"))
+        elif kind == "end":
+            if event.get("error"):
+                self.failed += 1
+                what = f"[red]FAILED[/] after {event['seconds']:.0f} s: {escape(event['error'])}"
+            elif event.get("skipped"):
+                what = f"already finished, skipped (MLflow run {event['run_id']})"
+            else:
+                what = f"done in {event['seconds']:.0f} s (MLflow run {event['run_id']})"
+            if self.progress is not None:
+                if job.index in self.bars:
+                    self.progress.remove_task(self.bars.pop(job.index))
+                self.progress.advance(self.grid_bar)
+                self.progress.update(self.grid_bar, description=f"[bold]{escape(self.name)}[/] cells" + (f" ({self.failed} failed)" if self.failed else ""))
+            self.console.print(f"{escape(job.cell)}: {what}")
 
 
 def run_grid(
@@ -23,29 +141,54 @@ def run_grid(
     console: Console | None = None,
     show_progress: bool = True,
     executor: Executor | None = None,
+    fail_fast: bool = False,
 ) -> list[CellResult]:
-    """Plan, build the shared stages once, then hand the cells to the executor (sequential by default)."""
+    """Plan, build the shared stages once, then hand the cells to the executor (in this process,
+    one after another, by default). Failed cells come back with CellResult.error set."""
     console = console or Console(stderr=True)
+    executor = executor or Sequential()
     cells = grid.cells() if isinstance(grid, GridSpec) else grid
     for _, spec in cells:  # every name resolves before any work starts
         prepare(spec)
     tracker = Tracker(store, name, tracking_uri)
+    live = show_progress and executor.in_workers
+    jobs = [
+        CellJob(i, len(cells), cell, spec, str(store.root), name, tracking_uri, show_progress and not executor.in_workers, *executor.resources(spec))
+        for i, (cell, spec) in enumerate(cells, 1)
+    ]
 
-    # shared stages (teacher banks, tiny students) of the unfinished cells, each built once
-    todo = [(cell, spec) for cell, spec in cells if tracker.finished_run(cell_hash(spec)) is None]
-    groups: dict[str, tuple[str, RunSpec]] = {}
-    for cell, spec in todo:
-        groups.setdefault(shared_key(spec), (cell, spec))
-    for i, (cell, spec) in enumerate(groups.values(), 1):
-        console.print(f"[dim]shared stages {i}/{len(groups)}: teacher bank and student of {escape(cell)}[/]")
-        build_shared(spec, store)
-
-    def run_one(i: int, cell: str, spec: RunSpec) -> CellResult:
-        start = time.perf_counter()
-        console.rule(f"[bold]{name}[/] cell {i}/{len(cells)}: {cell}")
-        res = run_cell(spec, store, tracker, cell, show_progress=show_progress)
-        what = "already finished, skipped" if res.skipped else f"done in {time.perf_counter() - start:.0f} s"
-        console.print(f"{cell}: {what} (MLflow run {res.run_id})")
-        return res
-
-    return (executor or Sequential()).run(cells, run_one)
+    # shared stages (teacher banks, tiny students, rankers) of the unfinished cells, each built
+    # once; a stage that fails fails the cells that need it, and only those
+    finished = {job.index: run_id for job in jobs if (run_id := tracker.finished_run(cell_hash(job.spec))) is not None}
+    todo = [job for job in jobs if job.index not in finished]
+    groups: dict[str, list[CellJob]] = {}
+    for job in todo:
+        groups.setdefault(shared_key(job.spec), []).append(job)
+    failed: dict[int, CellResult] = {}
+    for i, group in enumerate(groups.values(), 1):
+        console.print(f"[dim]shared stages {i}/{len(groups)}: teacher bank and student of {escape(group[0].cell)}[/]")
+        try:
+            build_shared(group[0].spec, store)
+        except Exception as e:
+            tb = traceback.format_exc()
+            console.print(f"[red]shared stages of {escape(group[0].cell)} failed[/]: {escape(one_line(e))}")
+            for job in group:
+                key = cell_hash(job.spec)
+                path = markers.write_traceback(store, key, tb)
+                run_id = tracker.record_failure(job.cell, failure_tags(job), tb)
+                markers.mark(store, key, "failed", cell=job.cell, grid=name, error=f"shared stage: {one_line(e)}", run_id=run_id, traceback=str(path))
+                failed[job.index] = CellResult(job.cell, run_id, {}, error=f"shared stage: {one_line(e)}")
+            if fail_fast:
+                break
+    runnable = [job for job in todo if job.index not in failed]
+    if fail_fast and failed:
+        runnable = []
+    with Reporter(console, name, jobs, live) as report:
+        for job in jobs:  # finished cells are skipped here, not handed to a worker
+            if job.index in finished:
+                report({"kind": "end", "job": job.index, "run_id": finished[job.index], "skipped": True, "seconds": 0.0})
+        done = executor.run(runnable, report, fail_fast)
+    results = {job.index: r for job, r in zip(runnable, done, strict=True) if r is not None} | failed
+    results |= {i: CellResult(jobs[i - 1].cell, run_id, {}, skipped=True) for i, run_id in finished.items()}
+    # with fail_fast, cells never started come back as not run
+    return [results.get(job.index) or CellResult(job.cell, "", {}, error="not run (--fail-fast)") for job in jobs]

@@ -11,11 +11,13 @@ redoes only unfinished work and a finished cell (a FINISHED MLflow run with its 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,7 @@ class CellResult:
     untrained: dict[str, Score] = field(default_factory=dict)
     baseline: float = float("nan")
     skipped: bool = False
+    error: str | None = None  # the cell failed (harness/grid.py): its one-line error
 
 
 def prepare(spec: RunSpec) -> Prepared:
@@ -109,27 +112,34 @@ def prepare(spec: RunSpec) -> Prepared:
 
 def cell_hash(spec: RunSpec) -> str:
     # the grid's name is a label, not an input: renaming a grid must not re-run its cells
-    return content_key({**spec.model_dump(mode="json"), "name": None})
+    return content_key({**spec.model_dump(mode="json", exclude={"resources"}), "name": None})
 
 
-def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_progress: bool = True) -> CellResult:
+def run_cell(
+    spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_progress: bool = True, progress: Progress | None = None
+) -> CellResult:
     p = prepare(spec)
     key = cell_hash(spec)
     if (done := tracker.finished_run(key)) is not None:
         return CellResult(cell, done, {}, skipped=True)
     tracker.close_stale(key)
+    progress = progress or (lambda stage, done=None, total=None: None)
+    clock = StageClock(progress)
 
     # 1. data: deterministic splits; test is scored, never used to select anything
-    train, valid, test = (p.task.load(split) for split in ("train", "valid", "test"))
+    with clock("data"):
+        train, valid, test = (p.task.load(split) for split in ("train", "valid", "test"))
 
     # 2. teacher bank: K chains per train example, split into positives and negatives
-    bank_key, bank = teacher_bank(p.task, train, valid, spec, store)
+    with clock("teacher bank"):
+        bank_key, bank = teacher_bank(p.task, train, valid, spec, store)
     positives, negatives = defaultdict(list), defaultdict(list)
     for c in bank:
         (positives if c.correct else negatives)[c.example_id].append(c)
 
     # 3. the student before training: a tiny model built here once, or a hub id / local path
-    model_ref = student_source(spec, p.task, train, bank, bank_key, store)
+    with clock("student"):
+        model_ref = student_source(spec, p.task, train, bank, bank_key, store)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lengths = dict(max_input_len=spec.student.max_input_len, max_target_len=spec.student.max_target_len)
 
@@ -165,8 +175,10 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
             atomic_write_text(path, "\n".join(skipped) + "\n")
             log.artifact(path, "data")
 
+        log.tags({"versions": json.dumps(package_versions(), sort_keys=True)})
         # the ASC ranker (cached per bank): scores every decoded chain for asc:1..3
-        rk = trained_ranker(spec, p.task, train, valid, store) if spec.ranker is not None else None
+        with clock("ranker"):
+            rk = trained_ranker(spec, p.task, train, valid, store) if spec.ranker is not None else None
         if rk is not None:  # its training curve, held-out pair accuracy and AUC, and what it trained on
             from harness.ranker import RANKER_FILE
 
@@ -191,42 +203,48 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
             return out
 
         if spec.eval.untrained:
-            before = Student.load(model_ref, device, **lengths)
-            untrained_dir = predictions(before, p, test, "test", f"{skey}:untrained", store, "student:untrained")
-            chains = with_scores(read_predictions(untrained_dir).chains, test, untrained_dir, "untrained")
-            ev = evaluate(p.task, test, chains, p.schemes, spec.eval.bootstrap, spec.seed, curves=False)
-            result.untrained = ev.scores
-            log_evaluation(log, "untrained", ev, store.dir("evaluations", key))
+            with clock("untrained"):
+                before = Student.load(model_ref, device, **lengths)
+                untrained_dir = predictions(before, p, test, "test", f"{skey}:untrained", store, "student:untrained")
+                chains = with_scores(read_predictions(untrained_dir).chains, test, untrained_dir, "untrained")
+                ev = evaluate(p.task, test, chains, p.schemes, spec.eval.bootstrap, spec.seed, curves=False)
+                result.untrained = ev.scores
+                log_evaluation(log, "untrained", ev, store.dir("evaluations", key))
 
         # 4. train (cached): the method's own loss through the shared loop, best on valid; first
         # the models it builds on (NCE: the NAT model of the same settings, or its cell's checkpoint)
         for name in p.method.stages_of(p.method_cfg):
             dep = dependency(p, name)
             log.tags({f"stage/{name}_checkpoint": student_key(dep, model_ref, bank_key), f"stage/{name}_run": tracker.finished_run(cell_hash(dep.spec)) or ""})
-        ckpt, student = trained_checkpoint(p, model_ref, train, valid, positives, negatives, bank_key, store, log, device, lengths, show_progress)
-        if student is None:  # reused: load the checkpoint the way its method saves it
-            student = (p.method.load_student or Student.load)(ckpt / "best", device, **lengths)
+        with clock("train"):
+            steps = StepProgress(log, progress)
+            ckpt, student = trained_checkpoint(p, model_ref, train, valid, positives, negatives, bank_key, store, steps, device, lengths, show_progress)
+            if student is None:  # reused: load the checkpoint the way its method saves it
+                student = (p.method.load_student or Student.load)(ckpt / "best", device, **lengths)
 
         # 5. the valid split with every scheme (cached): what picks a grid's best cell and scheme
         # (leaderboard/data.py best_cell), so that test is only ever reported, never selected on
         e = spec.eval
-        valid_dir = predictions(student, p, valid, "valid", skey, store, source=f"student:{log.run_id}")
-        chains = with_scores(read_predictions(valid_dir).chains, valid, valid_dir, "valid")
-        ev = evaluate(p.task, valid, chains, p.schemes, e.bootstrap, spec.seed, curves=False)
-        log_evaluation(log, "valid", ev, store.dir("evaluations", key))
+        with clock("valid"):
+            valid_dir = predictions(student, p, valid, "valid", skey, store, source=f"student:{log.run_id}")
+            chains = with_scores(read_predictions(valid_dir).chains, valid, valid_dir, "valid")
+            ev = evaluate(p.task, valid, chains, p.schemes, e.bootstrap, spec.seed, curves=False)
+            log_evaluation(log, "valid", ev, store.dir("evaluations", key))
 
         # 6. decode the test split (cached), aggregate per scheme, score
-        pred_dir = predictions(student, p, test, "test", skey, store, source=f"student:{log.run_id}")
-        chains = with_scores(read_predictions(pred_dir).chains, test, pred_dir, "test")
-        ev = evaluate(p.task, test, chains, p.schemes, e.bootstrap, spec.seed, curves=e.curves, subsamples=e.subsamples)
-        result.scores = ev.scores
-        log_evaluation(log, "test", ev, store.dir("evaluations", key))
+        with clock("test"):
+            pred_dir = predictions(student, p, test, "test", skey, store, source=f"student:{log.run_id}")
+            chains = with_scores(read_predictions(pred_dir).chains, test, pred_dir, "test")
+            ev = evaluate(p.task, test, chains, p.schemes, e.bootstrap, spec.seed, curves=e.curves, subsamples=e.subsamples)
+            result.scores = ev.scores
+            log_evaluation(log, "test", ev, store.dir("evaluations", key))
         log.artifact(pred_dir, "predictions")
         if (ckpt / "artifacts").is_dir():  # what the method wrote for readers (FDD: every generated problem)
             log.artifact(ckpt / "artifacts", "method")
 
         # 7. out-of-distribution test sets (cached like test): decoded and scored, never selected on
         for ood in (get_task(t.name, **t.options) for t in e.test_sets):
+            progress(f"ood/{ood.name}")
             examples = ood.load("test")
             q = dataclasses.replace(p, task=ood)
             ood_dir = predictions(student, q, examples, f"test:{task_key(ood)}", skey, store, source=f"student:{log.run_id}")
@@ -234,7 +252,58 @@ def run_cell(spec: RunSpec, store: Store, tracker: Tracker, cell: str, show_prog
             ev = evaluate(ood, examples, chains, p.schemes, e.bootstrap, spec.seed, curves=False)
             log_evaluation(log, f"ood/{ood.name}", ev, store.dir("evaluations", key))
             log.metrics({f"data/ood/{ood.name}": len(examples)})
+        # wall seconds per stage (a cached stage costs its lookup)
+        log.metrics({f"time/{stage.replace(' ', '_')}": seconds for stage, seconds in clock.seconds.items()})
     return result
+
+
+Progress = Callable[..., None]  # (stage, done=None, total=None): what a cell is doing, for the grid's bars
+
+
+class StageClock:
+    """Times the stages of a cell (`with clock("train"):`) and reports each as it starts."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.seconds = progress, {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        self.progress(stage)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+class StepProgress:
+    """The cell's log, passing training steps on to the grid's progress bar."""
+
+    def __init__(self, log: Any, progress: Progress) -> None:
+        self.log, self.progress, self.total = log, progress, None
+
+    def metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        if "train/total_steps" in metrics:
+            self.total = int(metrics["train/total_steps"])
+        elif "train/loss" in metrics:
+            self.progress("train", step, self.total)
+        self.log.metrics(metrics, step)
+
+    def __getattr__(self, name: str) -> Any:  # tags, artifact, run_id: the log's own
+        return getattr(self.log, name)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a result depends on (recorded with every run)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("distillbench", "torch", "transformers", "tokenizers", "peft", "accelerate", "mlflow", "numpy", "sympy", "vllm", "ray"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 # ---------------------------------------------------------------------------- stages
@@ -347,14 +416,19 @@ def student_source(spec: RunSpec, task: Task, train: Sequence[Example], bank: Se
     s = spec.student
     if s.model != "tiny":
         return s.model
+    key = tiny_model_key(spec, task, bank_key)
     tiny = tiny_config(spec)
-    key = content_key({"family": s.family, "tiny": tiny.model_dump(), "build": TINY_BUILD, "task": task_key(task), "bank": bank_key})
     out = store.dir("models", key)
     with store.lock("models", key):  # a concurrent worker waits, then reuses this model
         if not out.exists():
             with store.atomic_dir("models", key) as tmp:
                 build_tiny_model(s.family, corpus(task, train, [*(c.text for c in bank), *method_prefixes()]), tmp, tiny)
     return str(out)
+
+
+def tiny_model_key(spec: RunSpec, task: Task, bank_key: str) -> str:
+    """The store key of a cell's tiny student (built from the task's text and its bank's chains)."""
+    return content_key({"family": spec.student.family, "tiny": tiny_config(spec).model_dump(), "build": TINY_BUILD, "task": task_key(task), "bank": bank_key})
 
 
 def method_prefixes() -> list[str]:
@@ -534,8 +608,9 @@ def trained_checkpoint(
         atomic_write_text(work / "result.json", json.dumps(dataclasses.asdict(res)))
         trained.append(ctx.student)  # a method may replace the student it was given (NAT)
 
-    # one trainer per checkpoint: a second process fails at once instead of waiting hours
-    if build_in_work_dir(ckpt, build, wait=False):
+    # one trainer per checkpoint: a second process (a cell whose model builds on this one, in
+    # another worker) waits for it, then reuses it
+    if build_in_work_dir(ckpt, build, wait=True):
         return ckpt, trained[0]
     return trained_checkpoint(p, *args, log, device, lengths, show_progress)
 

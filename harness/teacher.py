@@ -180,13 +180,7 @@ def build_bank(task: Any, examples: Sequence[Example], t: Any, store: Any, gener
     from harness import bank as banks
     from harness.store import content_key
 
-    manifest = {
-        # 2: teacher chains carry rationale / statement; a bank of the older format is rebuilt
-        "chain_format": 2,
-        "task": task_key(task),
-        "teacher": t.model_dump(mode="json"),
-        "examples": content_key([e.id for e in examples]),
-    }
+    manifest = bank_manifest(task, examples, t)
     # one builder per bank: a concurrent worker waits, then finds every chunk done (no teacher call)
     with store.lock("banks", content_key(manifest)):
         bank = banks.Bank.create(store, manifest)
@@ -197,6 +191,19 @@ def build_bank(task: Any, examples: Sequence[Example], t: Any, store: Any, gener
     if report.chunks_generated and hasattr(decoder, "usage"):  # API teachers: tokens billed, cost
         bank.record_usage({**decoder.usage.as_dict(), "cost": decoder.cost()})
     return bank, report
+
+
+def bank_manifest(task: Any, examples: Sequence[Example], t: Any) -> dict[str, Any]:
+    """What determines a teacher bank (its key is this manifest's content hash)."""
+    from harness.store import content_key
+
+    return {
+        # 2: teacher chains carry rationale / statement; a bank of the older format is rebuilt
+        "chain_format": 2,
+        "task": task_key(task),
+        "teacher": t.model_dump(mode="json"),
+        "examples": content_key([e.id for e in examples]),
+    }
 
 
 def released_chains(task: Any, t: Any) -> list[Chain]:

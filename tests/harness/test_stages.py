@@ -73,10 +73,12 @@ class Recording(Sequential):
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def run(self, cells, run_one):
-        self.seen = [c for c, _ in cells]
-        done = {cell: run_one(i, cell, spec) for i, (cell, spec) in reversed(list(enumerate(cells, 1)))}
-        return [done[c] for c, _ in cells]
+    def run(self, jobs, report, fail_fast):
+        from harness.grid import execute
+
+        self.seen = [job.cell for job in jobs]
+        done = {job.cell: execute(job, report) for job in reversed(jobs)}
+        return [done[job.cell] for job in jobs]
 
 
 def test_a_grid_builds_shared_stages_once_then_hands_cells_to_its_executor(tmp_path, capsys):
@@ -115,7 +117,7 @@ def test_a_grid_builds_shared_stages_once_then_hands_cells_to_its_executor(tmp_p
 
 
 def test_executors_registry():
-    assert set(EXECUTORS) == {"sequential"} and isinstance(get_executor("sequential"), Sequential)
+    assert set(EXECUTORS) == {"sequential", "local", "ray"} and isinstance(get_executor("sequential"), Sequential)
     import pytest
 
     from harness.errors import UserError

@@ -1,10 +1,5 @@
 """--tracking-uri: the same grid logged to a real MLflow server over HTTP on 127.0.0.1."""
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,43 +8,19 @@ from harness.config import load_grid
 from harness.grid import run_grid
 from harness.store import Store
 from leaderboard.data import load_cells
+from tests.mlflow_server import MlflowServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(tmp_path)
+    server.start()
     try:
-        for _ in range(240):  # bounded wait for start-up
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start within 120 s")
-        yield url, tmp_path / "server-artifacts"
+        yield server.url, server.artifacts
     finally:
-        proc.terminate()  # only the process this test started, by its handle
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 @pytest.mark.slow
