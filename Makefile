@@ -58,7 +58,7 @@ browser:
 
 test: install install-vllm browser
 	$(VENV)/bin/ruff check .
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2 --dist worksteal
 	HF_HUB_OFFLINE=1 $(VLLM_ENV) $(VLLM_PY) -m pytest -q tests/harness/test_vllm_backend.py
 
 clean-store:

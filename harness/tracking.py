@@ -210,7 +210,7 @@ class Tracker:
         artifact `error/traceback.txt`) when it raises."""
         import traceback
 
-        log = RunLog(self, name, {**tags, "git_revision": git_revision()})
+        log = RunLog.start(self, name, {**tags, "git_revision": git_revision()})
         try:
             log.params(params)
             yield log
@@ -229,7 +229,7 @@ class Tracker:
     def record_failure(self, name: str, tags: dict[str, str], text: str) -> str:
         """A FAILED run for a cell that failed before its run began (its data, its shared stages),
         with the traceback as its artifact; its id."""
-        log = RunLog(self, name, {**tags, "git_revision": git_revision()})
+        log = RunLog.start(self, name, {**tags, "git_revision": git_revision()})
         try:
             log.text_artifact(text, "error", "traceback.txt")
         finally:
@@ -247,22 +247,28 @@ class RunLog:
     later write of the run go to the run's journal in the outbox instead (its header names the
     run, if it was created, and the tags to find or create it by)."""
 
-    def __init__(self, tracker: Tracker, name: str, tags: dict[str, str]) -> None:
-        self.tracker, self.client = tracker, tracker.client
-        self.name, self.tags_at_start = name, tags
+    def __init__(self, client: Any, run_id: str, tracker: Tracker | None = None, name: str = "", tags: dict[str, str] | None = None) -> None:
+        """The log of an existing run (`tracker` None: no outbox, errors raise)."""
+        self.client, self.run_id, self.tracker = client, run_id, tracker
+        self.name, self.tags_at_start = name, tags or {}
         self._pending: list[Any] = []
         self.journal: Path | None = None
-        self.run_id = ""
+
+    @classmethod
+    def start(cls, tracker: Tracker, name: str, tags: dict[str, str]) -> RunLog:
+        """A new run of the tracker's experiment (in the outbox when the server is away)."""
+        log = cls(tracker.client, "", tracker, name, tags)
         try:
-            run = self.client.create_run(tracker.experiment_id, run_name=name, tags=tags)
-            self.run_id = run.info.run_id
+            log.run_id = tracker.client.create_run(tracker.experiment_id, run_name=name, tags=tags).info.run_id
         except Exception as e:
             tracker._away(e)
-            self._open_journal()
+            log._open_journal()
+        return log
 
     def _open_journal(self) -> None:
         import uuid
 
+        assert self.tracker is not None
         remote_id = None if not self.run_id or self.run_id.startswith(OUTBOX) else self.run_id
         folder = self.tracker.store.root / "outbox" / f"{self.tags_at_start.get('cell_hash', 'run')}-{uuid.uuid4().hex[:8]}"
         folder.mkdir(parents=True)
@@ -289,6 +295,8 @@ class RunLog:
                 call()
                 return
             except Exception as e:
+                if self.tracker is None:
+                    raise
                 self.tracker._away(e)
                 self._open_journal()
         self._journal(row)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import tempfile
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest workers on the machine's cores: one torch thread each, and in
+    # every process a test starts (read by torch at import, inherited by subprocesses)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -16,7 +16,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from harness.config import RunSpec, validate
+from harness.config import GridSpec, RunSpec, validate
 from harness.evaluate import read_predictions
 from harness.executors import Local, Sequential
 from harness.grid import run_grid
@@ -174,20 +174,25 @@ def test_a_grid_killed_at_several_points_ends_as_an_uninterrupted_one(tmp_path):
     spec = tmp_path / "grid.yaml"
     spec.write_text(yaml.safe_dump(GRID))
     ref_store, store = tmp_path / "reference", tmp_path / "killed"
-    ref = grid_cli(spec, ref_store, "--workers", "1", "--threads", "1")
-    assert ref.wait(timeout=600) == 0, ref.stdout.read().decode()[-3000:]
+    # the uninterrupted reference: the same cells one after another in this process, on the
+    # workers' one thread
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert not any(r.error for r in run_grid(validate(GridSpec, GRID, where="test"), "killed", Store(ref_store), show_progress=False))
+    finally:
+        torch.set_num_threads(threads)
 
     partial = lambda: list((store / "checkpoints").glob(".*.partial/last.pt"))  # noqa: E731
     points = [
         ("in the shared stages", lambda: (store / "banks").is_dir()),
         ("mid-training", lambda: bool(partial())),
         ("while decoding", lambda: (store / "predictions").is_dir() and any((store / "predictions").iterdir())),
-        ("a second cell mid-training", lambda: len(list((store / "checkpoints").glob("*"))) >= 3 and bool(partial())),
     ]
     killed = 0
     for _, ready in points:
         killed += kill_when(grid_cli(spec, store, "--workers", "2", "--threads", "1"), ready)
-    assert killed >= 3
+    assert killed == 3
     last = grid_cli(spec, store, "--workers", "2", "--threads", "1")
     assert last.wait(timeout=600) == 0, last.stdout.read().decode()[-3000:]
 
@@ -201,7 +206,9 @@ def test_a_grid_killed_at_several_points_ends_as_an_uninterrupted_one(tmp_path):
         want = ref_runs[name][0].data.metrics
         assert finished[0].data.metrics["test/acc/greedy"] == want["test/acc/greedy"]
         assert finished[0].data.metrics["train/best_valid"] == want["train/best_valid"]
-    assert sorted(p.name for p in (store / "predictions").iterdir()) == sorted(p.name for p in (ref_store / "predictions").iterdir())
+    # (a kill in the middle of writing leaves a hidden temp folder, never a half-written result)
+    done = sorted(p.name for p in (store / "predictions").iterdir() if not p.name.startswith("."))
+    assert done == sorted(p.name for p in (ref_store / "predictions").iterdir())
     for pred in (ref_store / "predictions").iterdir():
         assert [c.text for c in read_predictions(store / "predictions" / pred.name).chains] == [c.text for c in read_predictions(pred).chains]
     # every shared stage once: one bank (each chunk once), one tiny model
@@ -218,7 +225,7 @@ def test_the_command_line_lists_failed_cells_and_exits_non_zero(tmp_path):
     spec.write_text(yaml.safe_dump({"name": "cli-fail", "base": {**BASE, "method": {"name": "finetune"}}, "grid": {"teacher.name": ["gold"]}}))
     proc = grid_cli(spec, tmp_path / "store")
     out = proc.communicate(timeout=300)[0].decode()
-    assert proc.returncode == 1, out
+    assert proc.returncode == 2, out  # a mistake in the input (no rationales): the usage code
     assert "1 of 1 cells failed (rerunning the grid retries only them):" in out
     assert "teacher=gold: shared stage: UserError: teacher 'gold': task 'arith' has no reference rationales" in out
     assert "Traceback" not in out  # the traceback is in the run's artifact and the store, not on screen

@@ -36,7 +36,7 @@ PINNED: dict[tuple[str, str], list[float]] = {
     ("t5", "nt"): [-2.87739, 3.12164, 0.0131689],
     ("t5", "nat"): [5.68161, 5.62496, 5.56932],
     ("t5", "nce"): [4.29936, 4.29228, 4.28388],
-    ("t5", "qcrd"): [3.66256, 4.06411, 4.33287],
+    ("t5", "qcrd"): [3.90346, 3.24148, 3.07915],  # on one thread (the fixture below)
     ("llama", "finetune"): [5.69315, 4.90125, 4.67191],
     ("llama", "dss"): [5.73569, 5.09849, 4.8402],
     ("llama", "single_task"): [5.67128, 5.30687, 4.8166],
@@ -109,6 +109,18 @@ def teacher_fields(task, method) -> dict:
 
     held = [ex.question for split in ("valid", "test") for ex in task.load(split)]
     return {"teacher": TeacherSpec(name="oracle", k=2, wrong_rate=0.5), "predict": predict, "held_out": lambda t: HeldOut(held, t)}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Pinned on one torch thread, whatever runs the suite: QCRD samples its negatives, and a
+    sampled token can flip with the thread count (a reduction order), changing its losses."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("method_name", list(METHODS))
