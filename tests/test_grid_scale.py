@@ -114,6 +114,10 @@ def test_a_shared_stage_that_fails_fails_its_cells_only_and_fail_fast_stops(tmp_
     assert [r.info.status for r in runs["no-bank"]] == ["FAILED"] and "fine" not in runs
     rows, _, _ = grid_status(cells, "shared", store)
     assert [r.state for r in rows] == ["failed", "pending"]
+    # a cell that fails inside its run stops the rest too
+    cells = [cell("bad", eval__test_sets=BAD_OOD, train__steps=1), cell("after", task__n_train=40), cell("later", task__n_train=50)]
+    results = run_grid(cells, "shared", store, show_progress=False, fail_fast=True)
+    assert "not enough distinct questions" in results[0].error and [r.error for r in results[1:]] == ["not run (--fail-fast)"] * 2
 
 
 def test_status_tells_a_killed_cell_from_a_running_one(tmp_path):

@@ -377,3 +377,4 @@ def test_gsm_symbolic_oracle_writes():
     chains = teacher.solve(problems, 2, seed=0)
     assert [len(cs) for cs in chains] == [2, 2, 2]
     assert all(c.correct == task.equivalent(c.answer, p.answer) for p, cs in zip(problems, chains) for c in cs)
+

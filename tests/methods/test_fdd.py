@@ -82,6 +82,19 @@ def test_writer_options_override_the_cells_teacher():
         fdd.writer_spec(ORACLE, {"wrong_rate": 2})
 
 
+def test_hf_teacher_writes_and_solves_through_the_same_prompts(tiny_dir, arith):
+    """The hf backend: a tiny local model (random weights) as writer. It will not write
+    "Problem: ...", so every problem comes back unparsed with its raw text; solving a given
+    problem returns k chains. The plumbing is the point; a real model writes problems."""
+    parents = arith.load("train")[:2]
+    teacher = ProblemTeacher(arith, TeacherSpec(name="hf", model=str(tiny_dir[1]), k=2, max_new_tokens=8, temperature=1.0))
+    written = teacher.write(parents[:2], ["harder", "similar"], seed=0)
+    assert [p for p, _, _ in written] == [None, None] and all(isinstance(raw, str) and 1 <= n <= 8 for _, raw, n in written)
+    chains = teacher.solve(parents[:2], 3, seed=0)
+    assert [len(cs) for cs in chains] == [3, 3] and all(c.correct is None and c.source.startswith("teacher:hf:") for cs in chains for c in cs)
+    teacher.close()
+
+
 # ---------------------------------------------------------------- one generation round
 
 
