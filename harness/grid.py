@@ -55,21 +55,27 @@ def execute(job: CellJob, emit: Emit | None = None) -> CellResult:
 
         res = run_cell(job.spec, store, tracker, job.cell, show_progress=job.show_progress, progress=progress)
     except Exception as e:
-        tb = traceback.format_exc()
-        path = markers.write_traceback(store, key, tb)
-        run_id = ""
-        if tracker is not None:
-            run_id = tracker.failed.get(key) or tracker.record_failure(job.cell, failure_tags(job), tb)
-        error = one_line(e)
-        pending = tracker is not None and key in tracker.outboxed
-        markers.mark(store, key, "failed", cell=job.cell, grid=job.grid, error=error, run_id=run_id, traceback=str(path), pending_sync=pending)
-        emit({"kind": "end", "job": job.index, "error": error, "seconds": time.perf_counter() - start})
-        return CellResult(job.cell, run_id, {}, error=error)
+        result = record_failure(store, tracker, job, one_line(e), traceback.format_exc())
+        emit({"kind": "end", "job": job.index, "error": result.error, "seconds": time.perf_counter() - start})
+        return result
     # results that wait in the tracking outbox count as finished until `distillbench sync`
     pending = key in tracker.outboxed
     markers.mark(store, key, "done", cell=job.cell, grid=job.grid, run_id=res.run_id, skipped=res.skipped, pending_sync=pending)
     emit({"kind": "end", "job": job.index, "run_id": res.run_id, "skipped": res.skipped, "seconds": time.perf_counter() - start})
     return res
+
+
+def record_failure(store: Store, tracker: Tracker | None, job: CellJob, error: str, tb: str) -> CellResult:
+    """A failed cell: its traceback file, a FAILED run (the one it had begun, else a new one with
+    the traceback as its artifact) and its `failed` marker."""
+    key = cell_hash(job.spec)
+    path = markers.write_traceback(store, key, tb)
+    run_id = ""
+    if tracker is not None:
+        run_id = tracker.failed.get(key) or tracker.record_failure(job.cell, failure_tags(job), tb)
+    pending = tracker is not None and key in tracker.outboxed
+    markers.mark(store, key, "failed", cell=job.cell, grid=job.grid, error=error, run_id=run_id, traceback=str(path), pending_sync=pending)
+    return CellResult(job.cell, run_id, {}, error=error)
 
 
 def failure_tags(job: CellJob) -> dict[str, str]:
@@ -173,11 +179,7 @@ def run_grid(
             tb = traceback.format_exc()
             console.print(f"[red]shared stages of {escape(group[0].cell)} failed[/]: {escape(one_line(e))}")
             for job in group:
-                key = cell_hash(job.spec)
-                path = markers.write_traceback(store, key, tb)
-                run_id = tracker.record_failure(job.cell, failure_tags(job), tb)
-                markers.mark(store, key, "failed", cell=job.cell, grid=name, error=f"shared stage: {one_line(e)}", run_id=run_id, traceback=str(path))
-                failed[job.index] = CellResult(job.cell, run_id, {}, error=f"shared stage: {one_line(e)}")
+                failed[job.index] = record_failure(store, tracker, job, f"shared stage: {one_line(e)}", tb)
             if fail_fast:
                 break
     runnable = [job for job in todo if job.index not in failed]

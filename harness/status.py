@@ -32,11 +32,12 @@ def bank_state(store: Store, key: str, n_chunks: int) -> str:
 
     path = store.dir("banks", key)
     if not (path / "manifest.json").is_file():
-        return "building" if locked(store.root / "locks" / f"banks-{key}.lock") else "missing"
+        return "building" if locked(store.lock_path("banks", key)) else "missing"
     done = len(Bank(path).chunks())
     if done >= n_chunks:
         return f"done ({done} chunks)"
-    return f"{'building' if locked(store.root / 'locks' / f'banks-{key}.lock') else 'partial'} ({done}/{n_chunks} chunks)"
+    state = "building" if locked(store.lock_path("banks", key)) else "partial"
+    return f"{state} ({done}/{n_chunks} chunks)"
 
 
 def grid_status(
@@ -66,7 +67,7 @@ def grid_status(
             stages.append((f"teacher bank {bank_key} ({spec.teacher.name}, k={spec.teacher.k}; {cell})", bank_state(store, bank_key, n_chunks)))
         if spec.student.model == "tiny" and (model := tiny_model_key(spec, p.task, bank_key)) not in seen:
             seen.add(model)
-            state = "done" if store.dir("models", model).exists() else ("building" if locked(store.root / "locks" / f"models-{model}.lock") else "missing")
+            state = "done" if store.dir("models", model).exists() else ("building" if locked(store.lock_path("models", model)) else "missing")
             stages.append((f"tiny student {model} ({spec.student.family})", state))
     note = f"tracking server unreachable ({tracker.offline.splitlines()[0][:200]}): states from the store only" if tracker.offline else ""
     return rows, stages, note

@@ -100,6 +100,10 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def lock_path(self, kind: str, key: str) -> Path:
+        """The lock file of one shared stage (`Store.lock`; `distillbench status` tests it)."""
+        return self.root / "locks" / f"{kind}-{key}.lock"
+
     @contextlib.contextmanager
     def lock(self, kind: str, key: str) -> Iterator[None]:
         """Hold the exclusive lock of one stage (a teacher bank, a tiny model) across processes.
@@ -108,7 +112,7 @@ class Store:
         needs the same stage at the same moment waits here, then finds it done and reuses it
         instead of paying twice. The kernel drops the lock of a killed process.
         """
-        path = self.root / "locks" / f"{kind}-{key}.lock"
+        path = self.lock_path(kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
