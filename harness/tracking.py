@@ -288,18 +288,25 @@ class RunLog:
             f.flush()
             os.fsync(f.fileno())
 
+    def _send(self, call: Any) -> bool:
+        """Make one call to the server: True when it went through, False when the server was
+        (or is now) found away and the run's writes go to its journal."""
+        if self.journal is not None:
+            return False
+        try:
+            call()
+            return True
+        except Exception as e:
+            if self.tracker is None:
+                raise
+            self.tracker._away(e)
+            self._open_journal()
+            return False
+
     def _write(self, row: dict[str, Any], call: Any) -> None:
         """Send one write to the server, or to the journal once the server was found away."""
-        if self.journal is None:
-            try:
-                call()
-                return
-            except Exception as e:
-                if self.tracker is None:
-                    raise
-                self.tracker._away(e)
-                self._open_journal()
-        self._journal(row)
+        if not self._send(call):
+            self._journal(row)
 
     def params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -336,28 +343,15 @@ class RunLog:
         """Log `text` as the file `artifact_path/file_name`."""
         import tempfile
 
-        if self.journal is not None:  # kept beside the journal until it is synced
-            path = self.journal.parent / file_name
-            path.write_text(text, encoding="utf-8")
-            self._journal({"op": "artifact", "path": str(path), "artifact_path": artifact_path})
-            return
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / file_name
             path.write_text(text, encoding="utf-8")
-            self._write({"op": "artifact", "path": str(path), "artifact_path": artifact_path}, lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
-            if self.journal is not None:  # the server went away during this very write: keep the file
-                kept = self.journal.parent / file_name
-                kept.write_text(text, encoding="utf-8")
-                self._rewrite_last_path(str(path), str(kept))
-
-    def _rewrite_last_path(self, old: str, new: str) -> None:
+            if self._send(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path)):
+                return
         assert self.journal is not None
-        lines = self.journal.read_text(encoding="utf-8").splitlines()
-        row = json.loads(lines[-1])
-        if row.get("path") == old:
-            row["path"] = new
-            lines[-1] = json.dumps(row)
-            self.journal.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        path = self.journal.parent / file_name  # kept beside the journal until it is synced
+        path.write_text(text, encoding="utf-8")
+        self._journal({"op": "artifact", "path": str(path), "artifact_path": artifact_path})
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
