@@ -44,8 +44,8 @@ def boxed(text: str) -> str | None:
     return spaced[-1] if spaced else None
 
 
-def load_pairs(data: Path, limit: int | None) -> list[dict]:
-    """One row per generated chain: pred, gold and where it came from."""
+def load_pairs(data: Path, limit: int | None, keep_text: bool = False) -> list[dict]:
+    """One row per generated chain: pred, gold and where it came from (and its text, if asked)."""
     rows: list[dict] = []
     files = sorted(glob.glob(str(data / "*" / "*.jsonl")), key=lambda f: (Path(f).parent.name, int(Path(f).stem)))
     if not files:
@@ -61,7 +61,8 @@ def load_pairs(data: Path, limit: int | None) -> list[dict]:
                 gold = boxed(rec["answer"])
                 for k, chain in enumerate(rec["generated_answer"]):
                     rows.append({"file": f"{Path(f).parent.name}/{Path(f).name}", "line": line_no, "k": k,
-                                 "type": rec["type"], "level": rec["level"], "gold": gold, "pred": boxed(chain)})
+                                 "type": rec["type"], "level": rec["level"], "gold": gold, "pred": boxed(chain),
+                                 **({"text": chain} if keep_text else {})})
     return rows
 
 

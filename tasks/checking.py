@@ -28,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tasks import extraction
 from tasks.base import TaskDefaults
 
 MAX_DIGITS = 100  # longer numbers are not answers, and Fraction on them is not free
@@ -108,14 +109,17 @@ def last_number(text: str) -> str | None:
 
 
 def extract_answer(text: str, *, last_number_fallback: bool = True) -> str | None:
-    r"""The stated answer: "The answer is X" > "#### X" > \boxed{X} > last number (optional)."""
+    r"""The stated answer of a word-problem chain, after its last </think>: "The answer is X" >
+    "#### X" > "Final answer: X" / an "Answer: X" line > \boxed{X} (boxes joined by "and" are
+    one answer) > last number (optional). See tasks/extraction.py."""
     if not text or not text.strip():
         return None
-    for find in (answer_is, hashes):
+    text = extraction.answer_region(text)
+    for find in (answer_is, hashes, extraction.stated_answer):
         a = find(text)
         if a is not None:
             return a
-    boxed = last_boxed(text)
+    boxed = extraction.boxed_answer(text)
     if boxed is not None and boxed.strip():
         return _clean(boxed)
     if last_number_fallback:
@@ -352,7 +356,9 @@ _AND_OR = re.compile(r"\\text\{\s*(?:and|or)\s*\}|(?<![a-zA-Z\\])(?:and|or)(?![a
 # A trailing unit: "5\text{ cm}", "3\text{ square feet}^2". The content must start with a space
 # or have two letters, so "4\text{i}"-like symbols survive.
 _TEXT_UNIT = re.compile(r"(?<=\S)\s*\\text\{(?:\s+[a-zA-Z][a-zA-Z ./']*|[a-zA-Z][a-zA-Z ./']+)\}(?:\^\{?[23]\}?)?$")
-_WORD_UNIT = re.compile(r"^([-+]?[\d.,]*\d)\s+[a-zA-Z][a-zA-Z ]*(?:\^\{?[23]\}?)?$")  # "12 inches"
+_WORD_UNIT = re.compile(r"^([-+]?[\d.,]*\d)\s+[a-zA-Z][a-zA-Z ]*(?:\^\{?[23]\}?|[\u00b2\u00b3])?$")  # "12 inches", "5 km²"
+# Currency in front of a number: "£5", "\pounds 5", "€3.50" ("$" is dropped with math delimiters).
+_CURRENCY = re.compile(r"^([-+]?)\s*(?:[\u00a3\u20ac\u00a5\u20b9]|\\pounds|\\euro|\\textsterling|\\yen)\s*(?=[\d.])")
 _TEXT_WRAP = re.compile(r"\\text\{([^{}]*)\}")
 _CHOICE = re.compile(r"\(([A-E])\)")
 _ASSIGN = re.compile(r"([a-zA-Z]{1,2}(?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([^()=]*\))=(?!=)")
@@ -365,10 +371,14 @@ _FRAC_SHORT = (
     (re.compile(r"\\frac\{([^{}]*)\}\s*([^{\\\s])"), r"\\frac{\1}{\2}"),  # \frac{1}2
     (re.compile(r"\\sqrt\s*(\[[^\]]*\])?\s*([^{\[\\\s])"), r"\\sqrt\1{\2}"),  # \sqrt2, \sqrt[3]2
 )
+# One spelling per relation: \le \ge \ne < > (">=", "\geqq", "≥" and "\gt" are the same relations).
+# "!=" is "not equal" except after a number or a bracket, where "5!=120" is a factorial.
 _RELATIONS = (
-    (re.compile(r"\\leq(?:slant)?(?![a-zA-Z])"), r"\\le"),
-    (re.compile(r"\\geq(?:slant)?(?![a-zA-Z])"), r"\\ge"),
-    (re.compile(r"\\neq(?![a-zA-Z])"), r"\\ne"), (re.compile(r"\\varnothing(?![a-zA-Z])"), r"\\emptyset"))
+    (re.compile(r"\\leq(?:slant|q)?(?![a-zA-Z])|<=|\u2264|\u2266"), r"\\le"),
+    (re.compile(r"\\geq(?:slant|q)?(?![a-zA-Z])|>=|\u2265|\u2267"), r"\\ge"),
+    (re.compile(r"\\neq(?![a-zA-Z])|\u2260|(?<![\d)}\]!])!=(?!=)"), r"\\ne"),
+    (re.compile(r"\\gt(?![a-zA-Z])"), ">"), (re.compile(r"\\lt(?![a-zA-Z])"), "<"),
+    (re.compile(r"\\varnothing(?![a-zA-Z])"), r"\\emptyset"))
 _SINGLE_SCRIPT = re.compile(r"([\^_])\{([a-zA-Z0-9])\}")  # x^{2} -> x^2
 _WHITESPACE = re.compile(r"(\\[a-zA-Z]+)?\s+(?=([a-zA-Z])?)")
 _BARE_DECIMAL = re.compile(r"(?<![\d}a-zA-Z])\.(?=\d)")
@@ -410,11 +420,12 @@ def _strip_assignment(s: str) -> str:
     return ",".join(out)
 
 
-def _normalize_once(s: str) -> str:
+def _normalize_once(s: str, strip_assignment: bool = True) -> str:
     s = s.strip()
     while (m := _BOXED_WRAP.fullmatch(s)) is not None and _balanced(m[1]):
         s = m[1].strip()
     s = s.replace("\\$", "").replace("$", "")
+    s = _CURRENCY.sub(r"\1", s)
     if s.startswith("\\(") and s.endswith("\\)") or s.startswith("\\[") and s.endswith("\\]"):
         s = s[2:-2]
     s = _LEFT_RIGHT.sub("", s)
@@ -432,8 +443,9 @@ def _normalize_once(s: str) -> str:
     s = _SINGLE_SCRIPT.sub(r"\1\2", s)
     s = _strip_whitespace(s)
     s = re.sub(r",{2,}", ",", s).strip(",;")
-    s = _IN_PREFIX.sub("", s)
-    s = _strip_assignment(s)
+    if strip_assignment:
+        s = _IN_PREFIX.sub("", s)
+        s = _strip_assignment(s)
     if (m := _CHOICE.fullmatch(s)) is not None:
         s = m[1]
     s = _BARE_DECIMAL.sub("0.", s)
@@ -448,13 +460,16 @@ def _normalize_once(s: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def math_normalize(answer: str) -> str:
-    r"""Cheap string normal form of a LaTeX answer: "$x = \dfrac12$" -> "\frac{1}{2}"."""
+def math_normalize(answer: str, strip_assignment: bool = True) -> str:
+    r"""Cheap string normal form of a LaTeX answer: "$x = \dfrac12$" -> "\frac{1}{2}".
+
+    strip_assignment=False keeps "y =" and "x \in" (the equation layer needs to know them).
+    """
     s = answer.strip()
     if len(s) > _MAX_MATH_TEXT:
         return s
     for _ in range(10):  # to a fixed point, so the function is idempotent
-        prev, s = s, _normalize_once(s)
+        prev, s = s, _normalize_once(s, strip_assignment)
         if s == prev:
             break
     return s
@@ -560,6 +575,8 @@ def _structure(s: str) -> tuple[str, list[str]] | None:
     Kinds: "matrix:RxC", "set", "union" and "list" are order-free or shape-checked; a bracket
     pair like "()" or "[)" is ordered and must match exactly (intervals keep their ends).
     """
+    if len(s) > 2 and s[0] in "([" and s[-1] in ")]" and _MATRIX.fullmatch(s[1:-1]):
+        s = s[1:-1]  # \left[ \begin{array}..\end{array} \right] (the \left/\right are gone)
     if (m := _MATRIX.fullmatch(s)) is not None:
         rows = [r for r in _split_top(m[2], "\\\\") if r]
         cells = [_split_top(r, "&") for r in rows]
@@ -1102,6 +1119,219 @@ def _sympy_equivalent(a: str, b: str, deadline: float) -> bool:
     return result
 
 
+# --- relations and sets of real numbers --------------------------------------------------------
+#
+# "y \ge 2", "2 \le y", "[2, \infty)" and "y \in [2,\infty)" are one answer. A relation in one
+# variable (x < a, a \le x < b, |x| < a, x \ne a, "x < -1 or x > 3") and an interval, a union of
+# intervals, \mathbb{R} or a finite set \{..\} all become one sorted list of disjoint intervals of
+# the reals, compared endpoint by endpoint (exact numbers exactly, other constants as floats).
+# Equations are not sets: "3x - 6y + 2 = 0" vs "y = \frac12x + \frac13" is decided by sympy.
+
+_REL_OP = re.compile(r"\\(?:le|ge|ne)(?![a-zA-Z])|[<>=]")
+_INEQUALITY = re.compile(r"\\(?:le|ge|ne)(?![a-zA-Z])|[<>]|\\in(?![a-zA-Z])")
+_VAR = r"[a-zA-Z](?:_\{?\w+\}?)?"
+_VARIABLE = re.compile(_VAR)
+_ABS_VAR = re.compile(rf"\|({_VAR})\|")
+_IN_SET = re.compile(rf"({_VAR})\\in(?![a-zA-Z])(.+)")
+_REALS = ("\\mathbb{R}", "\\mathbbR", "\\R", "\\mathbb{R}^1")
+_LOWER = {"<": ">", "\\le": "\\ge"}  # x op a with op here: x is below a
+_Interval = tuple[float, bool, float, bool]  # (lo, lo closed, hi, hi closed)
+
+
+def _relation(s: str) -> tuple[list[str], list[str]] | None:
+    """(members, operators) of a top-level chain such as "-1\\le t<4"; None without one."""
+    members: list[str] = []
+    ops: list[str] = []
+    depth = start = i = 0
+    while i < len(s):
+        c = s[i]
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        elif depth == 0 and (m := _REL_OP.match(s, i)) is not None:
+            members.append(s[start:i].strip())
+            ops.append(m[0])
+            start = i = m.end()
+            continue
+        i += 1
+    members.append(s[start:].strip())
+    return (members, ops) if ops and all(members) else None
+
+
+def _point(s: str) -> float | None:
+    """The real value of an endpoint without variables (\\infty included), or None."""
+    s = s.strip()
+    if s in ("\\infty", "+\\infty", "\\infin"):
+        return math.inf
+    if s == "-\\infty":
+        return -math.inf
+    if (v := _math_number(s)) is not None:
+        return float(v)
+    try:
+        return _float_value(s, (), [])
+    except (_Unsure, ArithmeticError, ValueError, RecursionError, IndexError):
+        return None
+
+
+def _half(op: str, a: float, var_below: bool) -> list[_Interval]:
+    """The set of x with x op a (var_below: x is on the left of op)."""
+    if op == "\\ne":
+        return [(-math.inf, False, a, False), (a, False, math.inf, False)]
+    below = (op in _LOWER) == var_below  # x < a, x \le a, a > x, a \ge x
+    closed = op in ("\\le", "\\ge")
+    return [(-math.inf, False, a, closed)] if below else [(a, closed, math.inf, False)]
+
+
+def _relation_set(s: str) -> tuple[str, list[_Interval]] | None:
+    """(variable, set) of a relation in one variable, or None."""
+    if (m := _IN_SET.fullmatch(s)) is not None:
+        rest = _real_set(m[2])
+        return None if rest is None else (m[1], rest)
+    rel = _relation(s)
+    if rel is None:
+        return None
+    members, ops = rel
+    if "=" in ops:
+        return None
+    if len(ops) == 1:
+        left, right = members
+        for var_text, other, var_below in ((left, right, True), (right, left, False)):
+            a = _point(other)
+            if a is None or math.isinf(a):
+                continue
+            if _VARIABLE.fullmatch(var_text):
+                return var_text, _half(ops[0], a, var_below)
+            if (m := _ABS_VAR.fullmatch(var_text)) is not None and ops[0] != "\\ne" and a >= 0:
+                inner = _half(ops[0], a, var_below)  # |x| < a: -a < x < a; |x| > a: the two outer rays
+                if inner[0][0] == -math.inf:
+                    return m[1], [(-a, inner[0][3], a, inner[0][3])]
+                return m[1], [(-math.inf, False, -a, inner[0][1]), (a, inner[0][1], math.inf, False)]
+        return None
+    if len(ops) == 2 and _VARIABLE.fullmatch(members[1]) and "\\ne" not in ops:
+        lo, hi = _point(members[0]), _point(members[2])
+        if lo is None or hi is None:
+            return None
+        if ops[0] in _LOWER and ops[1] in _LOWER:  # a < x < b
+            return members[1], [(lo, ops[0] == "\\le", hi, ops[1] == "\\le")]
+        if ops[0] not in _LOWER and ops[1] not in _LOWER:  # b > x > a
+            return members[1], [(hi, ops[1] == "\\ge", lo, ops[0] == "\\ge")]
+    return None
+
+
+def _merge(intervals: list[_Interval]) -> list[_Interval]:
+    """Sorted disjoint intervals; touching pieces join when the touch point is in either."""
+    out: list[_Interval] = []
+    for lo, lc, hi, hc in sorted(intervals, key=lambda t: (t[0], not t[1])):
+        if lo > hi or lo == hi and not (lc and hc):
+            continue  # empty
+        if out and (lo < out[-1][2] or lo == out[-1][2] and (lc or out[-1][3])):
+            plo, plc, phi, phc = out[-1]
+            out[-1] = (plo, plc, max(phi, hi), phc if phi > hi else hc if hi > phi else phc or hc)
+        else:
+            out.append((lo, lc, hi, hc))
+    return out
+
+
+def _real_set(s: str) -> list[_Interval] | None:
+    """The set of reals an interval, union, \\mathbb{R}, \\emptyset or \\{a, b\\} stands for."""
+    if s in _REALS:
+        return [(-math.inf, False, math.inf, False)]
+    if s in ("\\emptyset", "\\{\\}"):
+        return []
+    parts = _split_top(s, "\\cup")
+    out: list[_Interval] = []
+    for part in parts:
+        if len(part) >= 2 and part[0] in "([" and part[-1] in ")]" and _wrapped(part):
+            items = _split_top(part[1:-1], ",")
+            ends = [_point(x) for x in items]
+            if len(items) != 2 or None in ends:
+                return None
+            out.append((ends[0], part[0] == "[", ends[1], part[-1] == "]"))
+        elif part.startswith("\\{") and part.endswith("\\}") and _wrapped(part[1:]):
+            points = [_point(x) for x in _split_top(part[2:-2], ",")]
+            if None in points:
+                return None
+            out += [(p, True, p, True) for p in points]
+        elif part in _REALS:
+            out.append((-math.inf, False, math.inf, False))
+        else:
+            return None
+    return _merge(out)
+
+
+def _set_of(s: str) -> tuple[str | None, list[_Interval]] | None:
+    """(variable or None, set) of a relation, a list of relations in one variable, or a set."""
+    if (rel := _relation_set(s)) is not None:
+        return rel[0], _merge(rel[1])
+    items = _split_top(s, ",")
+    if len(items) == 2:  # "x<-1, x>3" ("or" and "and" are both commas by now)
+        sets = [_relation_set(x) for x in items]
+        if None not in sets and sets[0][0] == sets[1][0]:  # type: ignore[index]
+            a, b = (_merge(x[1]) for x in sets)  # type: ignore[union-attr]
+            meet = _intersect(a, b)
+            # two rays that overlap were meant as "and" (1 < x, x < 3); disjoint ones as "or"
+            return sets[0][0], meet if meet else _merge(a + b)  # type: ignore[index]
+    real = _real_set(s)
+    return None if real is None else (None, real)
+
+
+def _intersect(a: list[_Interval], b: list[_Interval]) -> list[_Interval]:
+    out = []
+    for alo, alc, ahi, ahc in a:
+        for blo, blc, bhi, bhc in b:
+            lo, lc = max((alo, not alc), (blo, not blc))
+            hi, hc = min((ahi, ahc), (bhi, bhc))
+            out.append((lo, not lc, hi, hc))
+    return _merge(out)
+
+
+def _same_end(x: float, y: float) -> bool:
+    if math.isinf(x) or math.isinf(y):
+        return x == y
+    return abs(x - y) <= 1e-9 * max(1.0, abs(x), abs(y))
+
+
+def _sets_equal(a: list[_Interval], b: list[_Interval]) -> bool:
+    return len(a) == len(b) and all(
+        _same_end(p[0], q[0]) and _same_end(p[2], q[2])
+        and (p[1] == q[1] or math.isinf(p[0])) and (p[3] == q[3] or math.isinf(p[2]))
+        for p, q in zip(a, b)
+    )
+
+
+def _relations_equal(a: str, b: str) -> bool | None:
+    """The verdict when either side is an inequality or a union/\\mathbb{R} and both are sets
+    of reals; None when this layer cannot decide (other layers go on)."""
+    if not (_INEQUALITY.search(a) or _INEQUALITY.search(b) or "\\cup" in a + b or "\\mathbb" in a + b):
+        return None
+    sa, sb = _set_of(a), _set_of(b)
+    if sa is None or sb is None:
+        return None
+    if sa[0] is not None and sb[0] is not None and sa[0] != sb[0]:
+        return False  # "x > 2" is not "y > 2"
+    if sa[0] is None and sb[0] is None and "\\cup" not in a + b and "\\mathbb" not in a + b:
+        return None  # two plain intervals: the structure layer compares them
+    return _sets_equal(sa[1], sb[1])
+
+
+def _has_variable(s: str) -> bool:
+    return _VARIABLE.search(re.sub(r"\\[a-zA-Z]+", " ", s)) is not None
+
+
+def _is_equation(s: str) -> bool:
+    """One top-level "=" between two non-empty members, not a list."""
+    rel = _relation(s)
+    return rel is not None and rel[1] == ["="] and len(_split_top(s, ",")) == 1
+
+
+def _is_assignment(s: str) -> bool:
+    """ "x=...", "f(x)=...": the left side names the thing the right side gives."""
+    m = _ASSIGN.match(s)
+    return m is not None and "=" not in s[m.end() :]
+
+
+
 # --- equivalence -----------------------------------------------------------------------------
 
 
@@ -1114,11 +1344,18 @@ def _math_equal(a: str, b: str, deadline: float, depth: int) -> bool:
         return _numbers_close(x, y)
     if math_canonical(a) == math_canonical(b):
         return True
+    if (relations := _relations_equal(a, b)) is not None:
+        return relations
     if ("=" in a) != ("=" in b) and depth < _MAX_DEPTH:
-        # "5!=120" or "(b,c)=(-10,21)" against "120": the value stated last is the answer.
-        lhs, rhs = (a, b) if "=" in a else (b, a)
-        last = _split_top(lhs, "=")[-1]
-        return bool(last) and _math_equal(last, rhs, deadline, depth + 1)
+        # A predicted "5!=120" or "(b,c)=(-10,21)" against "120": the value stated last is the
+        # answer. A gold "A = B" only when it is a computation ("0.56 = 56\%"): a gold equation
+        # with variables ("5 = 3p + q") is not its right-hand side (as math-verify decides).
+        members = _split_top(a if "=" in a else b, "=")
+        if "=" in b and any(_has_variable(m) for m in members):
+            return False
+        last = members[-1]
+        return bool(last) and (_math_equal(last, b, deadline, depth + 1) if "=" in a
+                               else _math_equal(a, last, deadline, depth + 1))
     if (m := _BASE_NUM.fullmatch(a) or _BASE_NUM.fullmatch(b)) is not None:
         # A base-n numeral: the digits must match ("1011_2" vs "1011"); its value is not read.
         other = b if m.string == a else a
@@ -1161,11 +1398,13 @@ def _structures_equal(
     return len(ia) == len(ib) and all(same(p, q) for p, q in zip(ia, ib))
 
 
-def math_equivalent(pred: str | None, gold: str, *, timeout: float | None = None) -> bool:
+def math_equivalent(pred: str | None, gold: str, *, timeout: float | None = None, rounding: bool = False) -> bool:
     r"""Whether pred states the gold MATH answer ("\dfrac12" vs "0.5", "(1,2)" vs "(1, 2)").
 
-    Never takes much longer than `timeout` (default SYMPY_TIMEOUT) seconds: the sympy step runs
-    in a worker process that is killed at the deadline, and then the answer is False.
+    Not symmetric: a predicted equation "5 = 3p + q" states 3p + q, a gold one does not.
+    rounding=True also accepts a decimal the model rounded (ROUNDING_RULE). Never takes much
+    longer than `timeout` (default SYMPY_TIMEOUT) seconds: the sympy step runs in a worker
+    process that is killed at the deadline, and then the answer is False.
     """
     if pred is None:
         return False
@@ -1174,10 +1413,47 @@ def math_equivalent(pred: str | None, gold: str, *, timeout: float | None = None
     va, vb = _ASSIGNED.match(pred), _ASSIGNED.match(gold)
     if va and vb and va[1] != vb[1] and "," not in pred + gold:
         return False  # "y = \frac{3}{2}" is another line than "x = \frac{3}{2}"
+    deadline = time.monotonic() + (SYMPY_TIMEOUT if timeout is None else timeout)
+    if "=" in pred and "=" in gold:
+        # Two equations, one not a plain assignment: the same solution set, checked by sympy
+        # ("y = \frac12x + \frac13" vs "3x - 6y + 2 = 0").
+        ka, kb = math_normalize(pred, False), math_normalize(gold, False)
+        if _is_equation(ka) and _is_equation(kb) and not (_is_assignment(ka) and _is_assignment(kb)):
+            return ka == kb or _sympy_equivalent(ka, kb, deadline)
     a, b = math_normalize(pred), math_normalize(gold)
     if a == b:
         return True
     if len(a) > _MAX_MATH_TEXT or len(b) > _MAX_MATH_TEXT:
         return False
-    deadline = time.monotonic() + (SYMPY_TIMEOUT if timeout is None else timeout)
-    return _math_equal(a, b, deadline, 0)
+    return _math_equal(a, b, deadline, 0) or _numbers_in_the_wild(pred, gold, a, b, rounding)
+
+
+ROUNDING_RULE = (
+    "a decimal with d >= 1 digits after the point and at least 2 significant digits matches a gold "
+    "whose value rounds to it at d digits (|gold - pred| <= 0.5 * 10^-d)"
+)
+_DECIMAL_COMMA = re.compile(r"([-+]?\d+),(\d{1,2}|\d{4,})")  # "3,25"; "3,250" is a thousands separator
+_ROUNDED = re.compile(r"[-+]?(\d*)\.(\d+)")
+
+
+def _numbers_in_the_wild(pred: str, gold: str, a: str, b: str, rounding: bool) -> bool:
+    """A decimal comma ("3,25" for 3.25), a percentage against its fraction ("50\%" for 0.5; the
+    sign itself is dropped in normalisation, so "50\%" for 50 matched already), and, when asked,
+    a rounded decimal (ROUNDING_RULE)."""
+    p, g = _math_number(a), _math_number(b)
+    if p is None and (m := _DECIMAL_COMMA.fullmatch(a)) is not None:
+        p = _signed("-" if m[1].startswith("-") else "", Fraction(f"{m[1].lstrip('+-')}.{m[2]}"))
+        if g is not None and _numbers_close(p, g):
+            return True
+    if p is not None and g is not None and ("%" in pred) != ("%" in gold):
+        pct, other = (p, g) if "%" in pred else (g, p)
+        if _numbers_close(pct / 100, other):
+            return True
+    if not rounding or p is None or (m := _ROUNDED.fullmatch(a)) is None:
+        return False
+    if len((m[1] + m[2]).lstrip("0")) < 2:
+        return False
+    value = float(g) if g is not None else _point(b)
+    if value is None or math.isinf(value):
+        return False
+    return abs(value - float(p)) <= 0.5 * 10 ** -len(m[2]) + 1e-12 * max(1.0, abs(value))

@@ -21,6 +21,12 @@ Gold answer: the last \boxed{} of the reference solution, as written (trimmed); 
 rationale is the reference solution. Equivalence is checking.math_equivalent (sympy, time
 limited) and the grouping key checking.math_canonical.
 
+A chain's answer (tasks/extraction.py): the last \boxed{} (boxes joined by "and" are one
+answer) > a stated answer ("Final answer: ...", "The answer is ...") > the last display math >
+the last number (only with last_number_fallback). Options: `answer_order` (a list of those
+sources, e.g. [boxed] to grade boxed answers only) and `rounding` (accept a decimal the model
+rounded, checking.ROUNDING_RULE; off, as it would change MATH verdicts: bench/CHECKER_NOTES.md).
+
 Hugging Face: "math" <- EleutherAI/hendrycks_math (7 subject configs, concatenated in
 SUBJECT_CONFIGS order; split "train" gives train/valid, "test" the test set); "math500" <-
 HuggingFaceH4/MATH-500 (split "test" only: its train/valid need data_dir or tdg_dir).
@@ -39,7 +45,7 @@ from typing import Any, ClassVar
 
 from harness.errors import UserError, unknown
 from harness.types import Example
-from tasks import checking, files, hub
+from tasks import checking, extraction, files, hub
 from tasks.base import SPLITS, TaskDefaults
 
 log = logging.getLogger("distillbench.tasks")
@@ -169,6 +175,8 @@ class _MathBase(TaskDefaults):
     tdg_dir: str | None = None
     skip_bad: bool = False
     last_number_fallback: bool = False
+    answer_order: tuple[str, ...] | None = None
+    rounding: bool = False
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
@@ -181,10 +189,16 @@ class _MathBase(TaskDefaults):
         hub.check_source(self.name, self.data_dir, self.hf_dataset)
         if self.tdg_dir is not None and not isinstance(self.tdg_dir, str):
             raise UserError(f"task {self.name!r}: tdg_dir must be a path string, got {self.tdg_dir!r}")
-        if not isinstance(self.last_number_fallback, bool):
-            raise UserError(
-                f"task {self.name!r}: last_number_fallback must be true or false, got {self.last_number_fallback!r}"
-            )
+        for flag in ("last_number_fallback", "rounding"):
+            if not isinstance(getattr(self, flag), bool):
+                raise UserError(f"task {self.name!r}: {flag} must be true or false, got {getattr(self, flag)!r}")
+        if self.answer_order is not None:
+            if isinstance(self.answer_order, str) or not isinstance(self.answer_order, (list, tuple)):
+                raise UserError(f"task {self.name!r}: answer_order must be a list, got {self.answer_order!r}")
+            try:  # a tuple, so the task stays hashable (its loaders are cached per task)
+                object.__setattr__(self, "answer_order", extraction.check_order(self.answer_order, "answer_order"))
+            except ValueError as e:
+                raise UserError(f"task {self.name!r}: {e}") from None
 
     def load(self, split: str) -> list[Example]:
         if split not in SPLITS:
@@ -216,25 +230,16 @@ class _MathBase(TaskDefaults):
         return example.question
 
     def extract(self, text: str) -> str | None:
-        if not text or not text.strip():
-            return None
-        found = boxed(text)
-        if found is not None:
-            return found
-        for m in reversed(list(_MINERVA.finditer(text))):
-            a = m.group(1).strip().strip("$").strip().rstrip(".").strip()
-            if a:
-                return a
-        a = checking.answer_is(text)
-        if a is not None:
-            return a
-        return checking.last_number(text) if self.last_number_fallback else None
+        return extraction.final_answer(text, self.answer_order or self._default_order())
+
+    def _default_order(self) -> tuple[str, ...]:
+        return extraction.MATH_ORDER + (("number",) if self.last_number_fallback else ())
 
     def canonical(self, answer: str) -> str:
         return checking.math_canonical(answer)
 
     def equivalent(self, pred: str | None, gold: str) -> bool:
-        return checking.math_equivalent(pred, gold)
+        return checking.math_equivalent(pred, gold, rounding=self.rounding)
 
     # --- where the data is ---------------------------------------------------------------
 

@@ -75,7 +75,9 @@ def test_the_leaderboard_in_chromium(tmp_path):
             drill = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("run", exact=True))
             drill.get_by_role("combobox").click()
             page.get_by_role("option").filter(has_text="qcrd").first.click()
-            chain = page.get_by_text("<script>alert(1)</script>", exact=False).first
+            # the chain as st.text shows it; the data grid keeps hidden copies of its cells in the
+            # DOM for screen readers, which a bare get_by_text may pick first
+            chain = page.locator('[data-testid="stText"]').filter(has_text="<script>alert(1)</script>").first
             expect(chain).to_be_visible(timeout=60_000)
             # the markup is text: no element came from it, no link, no dialog
             assert EVIL in chain.inner_text()

@@ -181,7 +181,11 @@ def test_normalize_and_canonical_idempotent(s):
 @_fast
 @given(_answers, _answers)
 def test_symmetric(a, b):
-    assert math_equivalent(a, b, timeout=10) == math_equivalent(b, a, timeout=10)
+    # Two rules are one-way on purpose: a predicted equation states its last member (a gold one
+    # does not), and a predicted "3,25" may be a decimal comma (a gold one is a list).
+    one_way = "=" in a + b or any(checking._DECIMAL_COMMA.fullmatch(math_normalize(x)) for x in (a, b))
+    if not one_way:
+        assert math_equivalent(a, b, timeout=10) == math_equivalent(b, a, timeout=10)
 
 
 _numeric_forms = st.fractions(min_value=-1000, max_value=1000, max_denominator=64).flatmap(
