@@ -593,9 +593,10 @@ def _structure(s: str) -> tuple[str, list[str]] | None:
         items = _split_top(s[1:-1], ",")
         if len(items) >= 2:
             return s[0] + s[-1], items
-    items = _split_top(s, ",")
-    if len(items) >= 2:
-        return "list", items
+    for sep in (",", ";"):  # "(-4,27);(2,11)": semicolons separate answers that hold commas
+        items = _split_top(s, sep)
+        if len(items) >= 2:
+            return "list", items
     return None
 
 
@@ -641,8 +642,11 @@ _FLOAT_CMDS = {"\\cdot": "*", "\\times": "*", "\\div": "/"}
 class _FloatEval:
     r"""Recursive descent over a normalised LaTeX string: + - * / ^ \frac \sqrt \pi, implicit products."""
 
-    def __init__(self, s: str, point: tuple[float, ...], names: list[str]) -> None:
+    def __init__(self, s: str, point: tuple[Any, ...], names: list[str], imaginary: bool = False,
+                 exact: bool = False) -> None:
         self.s, self.i, self.point, self.names = s, 0, point, names  # names: the variables, in order
+        self.imaginary = imaginary  # i is the imaginary unit (answers like "-\frac{1}{13}-\frac{5}{13}i")
+        self.exact = exact  # Fractions: integers, + - * / and integer powers only (no decimals, roots, pi, e)
 
     def run(self) -> float:
         value = self.expr()
@@ -660,7 +664,11 @@ class _FloatEval:
         return m[0] if m else ""
 
     def check(self, v: float) -> float:
-        if isinstance(v, complex) or math.isnan(v) or abs(v) > _FLOAT_LIMIT:
+        if self.exact:
+            if isinstance(v, Fraction) and (v.numerator.bit_length() > 256 or v.denominator.bit_length() > 256):
+                raise _Unsure
+            return v
+        if isinstance(v, complex) and not self.imaginary or v != v or abs(v) > _FLOAT_LIMIT:
             raise _Unsure
         return v
 
@@ -691,7 +699,7 @@ class _FloatEval:
 
     def unary(self) -> float:
         if self.peek() in ("-", "+") and self.peek():
-            sign = -1.0 if self.s[self.i] == "-" else 1.0
+            sign = -1 if self.s[self.i] == "-" else 1
             self.i += 1
             return sign * self.unary()
         return self.power()
@@ -703,12 +711,16 @@ class _FloatEval:
             if self.peek() == "{":
                 exponent = self.group()
             elif self.peek().isdigit():  # x^23 is x^2 times 3 in LaTeX
-                exponent = float(self.s[self.i])
+                exponent = Fraction(int(self.s[self.i])) if self.exact else float(self.s[self.i])
                 self.i += 1
             else:
                 exponent = self.atom()
             if base < 0 and exponent != int(exponent) or base == 0 and exponent < 0 or abs(exponent) > 64:
                 raise _Unsure
+            if self.exact:
+                if exponent.denominator != 1:
+                    raise _Unsure
+                return self.check(base ** int(exponent))
             return self.check(base**exponent)
         return base
 
@@ -726,10 +738,12 @@ class _FloatEval:
         if c in ("{", "(", "[") and c:
             return self.group()
         if m := re.compile(r"\d+(?:\.\d*)?|\.\d+").match(self.s, self.i):
-            if len(m[0]) > 15:
+            if len(m[0]) > 15 or self.exact and "." in m[0]:
                 raise _Unsure
             self.i = m.end()
-            return float(m[0])
+            return Fraction(int(m[0])) if self.exact else float(m[0])
+        if self.exact and cmd in ("\\pi", "\\sqrt"):
+            raise _Unsure
         if cmd == "\\pi":
             self.i += 3
             return math.pi
@@ -757,17 +771,46 @@ class _FloatEval:
                     raise _Unsure
                 return -((-radicand) ** (1 / index))
             return radicand ** (1 / index)
-        if c.isalpha() and c not in "i":  # i is the imaginary unit: leave it to sympy
+        if c == "i" and self.imaginary:
+            self.i += 1
+            return 1j  # type: ignore[return-value]
+        if c.isalpha() and c not in "i":  # i as a variable: leave it to sympy
             self.i += 1
             if c == "e" and "e" not in self.names:
+                if self.exact:
+                    raise _Unsure
                 return math.e
             k = self.names.index(c)
             return self.point[k] if k < len(self.point) else 0.9137 + 0.41 * k
         raise _Unsure
 
 
-def _float_value(s: str, point: tuple[float, ...], names: list[str]) -> float:
-    return _FloatEval(s, point, names).run()
+def _float_value(s: str, point: tuple[float, ...], names: list[str], imaginary: bool = False) -> float:
+    return _FloatEval(s, point, names, imaginary).run()
+
+
+_EXACT_POINTS = tuple(tuple(Fraction(n, d) for n, d in p) for p in (
+    ((53, 97), (31, 101), (71, 103)), ((173, 101), (123, 97), (211, 107)), ((-84, 103), (-136, 97), (43, 109))))
+
+
+def _exact_equal(a: str, b: str) -> bool | None:
+    """Exact rational arithmetic on the +-*/^ subset: a verdict for constants ("\\frac{3^{10}\\cdot2-2^{11}}
+    {3^{10}}" vs "\\frac{116050}{59049}") and, at three fixed rational points, for rational functions of
+    variables (the same three-point rule the sympy worker applies); None outside the subset."""
+    if len(a) > _SYMPY_MAX_CHARS or len(b) > _SYMPY_MAX_CHARS:
+        return None
+    names = sorted(set(re.findall(r"(?<![a-zA-Z])[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", " ", a + " " + b))))
+    if "e" in names or "i" in names or len(names) > 3:
+        return None
+    try:
+        for point in _EXACT_POINTS[: 3 if names else 1]:
+            x = _FloatEval(a, point, names, exact=True).run()
+            y = _FloatEval(b, point, names, exact=True).run()
+            if x != y:
+                return False
+    except (_Unsure, ArithmeticError, ValueError, RecursionError, IndexError, TypeError):
+        return None
+    return True
 
 
 def _float_differ(a: str, b: str) -> bool:
@@ -778,13 +821,16 @@ def _float_differ(a: str, b: str) -> bool:
     has_e = bool(re.search(r"(?<![a-zA-Z\\])e(?![a-zA-Z])", a + b))
     if has_e and names:  # e next to variables may be a variable too
         return False
+    imaginary = names == ["i"]  # complex numbers "a+bi": i is the only letter
+    if imaginary:
+        names = []
     try:
         for point in _POINTS[: 3 if names else 1]:
-            x, y = _float_value(a, point, names), _float_value(b, point, names)
+            x, y = _float_value(a, point, names, imaginary), _float_value(b, point, names, imaginary)
             if abs(x - y) > REL_TOL * max(abs(x), abs(y)) + 1e-12:
                 return True
-    except (_Unsure, ArithmeticError, ValueError, RecursionError, IndexError):
-        return False
+    except (_Unsure, ArithmeticError, ValueError, RecursionError, IndexError, TypeError):
+        return False  # TypeError: an order comparison on a complex value (a root of one)
     return False
 
 
@@ -1020,6 +1066,7 @@ class SympyPool:
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._warmed = False
 
     def _acquire(self) -> _Worker:
         try:
@@ -1044,6 +1091,20 @@ class SympyPool:
             fresh = _Worker()
             self._all.add(fresh)
         self._idle.put(fresh)
+
+    def warm(self) -> None:
+        """Start one worker now (it imports sympy while the caller goes on); once per pool."""
+        if self._warmed:
+            return
+        with self._lock:
+            if self._warmed or self._closed:
+                return
+            self._warmed = True
+            if self._all:
+                return
+            worker = _Worker()
+            self._all.add(worker)
+        self._idle.put(worker)
 
     def compare(self, a: str, b: str, timeout: float) -> bool | None:
         """Whether sympy finds a == b; False on a parse error, None on a timeout."""
@@ -1315,6 +1376,11 @@ def _relations_equal(a: str, b: str) -> bool | None:
     return _sets_equal(sa[1], sb[1])
 
 
+def _is_inequality(s: str) -> bool:
+    rel = _relation(s)
+    return rel is not None and any(op != "=" for op in rel[1])
+
+
 def _has_variable(s: str) -> bool:
     return _VARIABLE.search(re.sub(r"\\[a-zA-Z]+", " ", s)) is not None
 
@@ -1342,10 +1408,14 @@ def _math_equal(a: str, b: str, deadline: float, depth: int) -> bool:
     x, y = _math_number(a), _math_number(b)
     if x is not None and y is not None:
         return _numbers_close(x, y)
+    if depth == 0:
+        sympy_pool().warm()  # the first pair that may need sympy starts its worker, without waiting
     if math_canonical(a) == math_canonical(b):
         return True
     if (relations := _relations_equal(a, b)) is not None:
         return relations
+    if _is_inequality(a) != _is_inequality(b):
+        return False  # "y < 6" vs "3": a relation is not a value (nor is it for math-verify)
     if ("=" in a) != ("=" in b) and depth < _MAX_DEPTH:
         # A predicted "5!=120" or "(b,c)=(-10,21)" against "120": the value stated last is the
         # answer. A gold "A = B" only when it is a computation ("0.56 = 56\%"): a gold equation
@@ -1372,6 +1442,8 @@ def _math_equal(a: str, b: str, deadline: float, depth: int) -> bool:
         other = b if x is not None else a
         if _math_number(other) is None and not re.search(r"[\\\d]", other):
             return False  # "5" vs "x": no number in sight
+    if (exact := _exact_equal(a, b)) is not None:
+        return exact
     if _float_differ(a, b):
         return False
     return _sympy_equivalent(a, b, deadline)
