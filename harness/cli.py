@@ -219,6 +219,7 @@ def aggregate(
     subsamples: Annotated[int, typer.Option("--subsamples", min=1, help="Random orders per example for the curves.")] = 200,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=100, help="Resamples for the 95% intervals.")] = 2000,
     seed: int = 0,
+    re_extract: Annotated[bool, typer.Option("--re-extract", help="Read each chain's answer again with the task's current extraction (e.g. a run graded by an older task version).")] = False,
     log_to: Annotated[Optional[str], typer.Option("--run", help="Log to this MLflow run (default: the run given as PREDICTIONS, if any).")] = None,
     store: StoreOpt = None,
     tracking_uri: TrackingOpt = None,
@@ -249,6 +250,10 @@ def aggregate(
             greedy, sampled = split_chains(chains)
             parsed = [parse_scheme(s) for s in (["greedy"] if greedy else []) + (["majority", "weighted", "esc"] if sampled else [])]
         task = preds.task()
+        if re_extract:
+            import dataclasses
+
+            chains = [dataclasses.replace(c, answer=task.extract(c.text)) for c in chains]
         ev = evaluate(task, preds.examples, chains, parsed, bootstrap, seed, curves=curves, subsamples=subsamples)
         _print_evaluation(ev, task.name, len(preds.examples))
         target = log_to or run_id

@@ -179,7 +179,10 @@ class _MathBase(TaskDefaults):
     rounding: bool = False
 
     name: ClassVar[str]
-    version: ClassVar[str] = "1"
+    # 2: answers found beyond the last \boxed{} and relations/equations compared (issue 18), so
+    # the leaderboard keeps v1 and v2 scores apart; `distillbench aggregate RUN_ID` re-scores
+    # a v1 run's saved chains with the current checker (--re-extract: and extraction)
+    version: ClassVar[str] = "2"
     prompt_version: ClassVar[str] = "1"
     test_file: ClassVar[str]
     problem_family: ClassVar[str | None] = "math"

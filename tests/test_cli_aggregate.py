@@ -143,3 +143,19 @@ def eval_frac(answer: str) -> float:
         num, den = answer[len("\\frac{"):-1].split("}{")
         return int(num) / int(den)
     return float(answer)
+
+
+def test_aggregate_re_extract_reads_answers_again(tmp_path: Path) -> None:
+    """A run graded by an older extraction (answer None where no \\boxed{} was found) re-scored
+    with --re-extract reads the answers with the task's current extraction."""
+    examples = [Example(f"math-{i}", "", str(i)) for i in range(4)]
+    chains = [Chain(ex.id, "student:x", f"So we get $$x = {ex.id[-1]}$$", None, n_tokens=5, meta={"temperature": 0.0, "sample": 0})
+              for ex in examples]
+    write_predictions(tmp_path / "p", {"name": "math500", "options": {}, "version": "1", "prompt_version": "1"}, examples, chains)
+    args = ("aggregate", str(tmp_path / "p"), "--schemes", "greedy", "--no-curves", "--store", str(tmp_path / "s"))
+    before, after = cli(*args), cli(*args, "--re-extract")
+    assert before.returncode == 0 and after.returncode == 0, before.stderr + after.stderr
+    def accuracy(out: str) -> str:
+        return out.split("greedy", 1)[1].split("\n")[0].split("\u2502")[1].strip()
+
+    assert accuracy(before.stdout) == "0.0" and accuracy(after.stdout) == "100.0"
