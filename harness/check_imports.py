@@ -15,7 +15,7 @@ CORE = (
     "types", "errors", "registry", "settings", "store", "student", "models", "training", "decoding",
     "aggregate", "curves", "scoring", "compare", "bank", "tracking", "backends", "ranker", "cells", "contamination",
 )  # fmt: skip
-APP = ("config", "teacher", "importers", "evaluate", "run", "executors", "grid", "status", "dryrun", "cli", "check_imports")
+APP = ("config", "teacher", "importers", "evaluate", "run", "executors", "grid", "status", "dryrun", "cli", "check_imports", "lmeval")
 UPPER = ("tasks", "methods", "leaderboard")
 
 

@@ -477,6 +477,124 @@ def tiny_model(
     out.print(f"wrote a tiny {family} model to {path}")
 
 
+export_app = typer.Typer(help="Export our tasks to other harnesses.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("lm-eval")
+def export_lm_eval(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the task YAMLs and utils.py (lm_eval --include_path DIR).")],
+    task_names: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated tasks (default: all).")] = None,
+    data_dir: DataDirOpt = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="TASK.key=value task option (repeatable), e.g. arith.n_test=200.")] = None,
+    prompt: Annotated[str, typer.Option(help="student: the student input; teacher: the task's few-shot teacher prompt.")] = "student",
+    family: Annotated[str, typer.Option(help="causal (a causal LM continues from input + newline) or seq2seq (T5: the input alone).")] = "causal",
+    max_new_tokens: Annotated[int, typer.Option(help="max_gen_toks: ours is decode.max_new_tokens.")] = 256,
+    k: Annotated[int, typer.Option("--k", help="Samples per example of the self-consistency (_sc) tasks.")] = 8,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the _sc tasks.")] = 0.7,
+    limit: Annotated[Optional[int], typer.Option(help="Test examples per task (default: all).")] = None,
+) -> None:
+    """Write every task (or --tasks) as lm-eval tasks: distillbench_<task>_greedy and _sc, groups per family."""
+    from harness.config import parse_override
+    from harness.lmeval import ExportSettings, export
+    from tasks import TASKS, task_options
+
+    names = [n.strip() for n in task_names.split(",") if n.strip()] if task_names else list(TASKS)
+    options: dict[str, dict] = {}
+    for o in option or []:
+        key, value = parse_override(o)
+        name, dot, opt = key.partition(".")
+        if not dot or not opt:
+            raise UserError(f"--option {o!r}: give TASK.key=value")
+        options.setdefault(name, {})[opt] = value
+    root = _dir(data_dir)
+    for name in names:
+        if root is not None and "data_dir" in task_options(name):
+            options.setdefault(name, {}).setdefault("data_dir", str(root))
+    settings = ExportSettings(prompt=prompt, family=family, max_new_tokens=max_new_tokens, k=k,
+                              temperature=temperature, limit=limit, options=options)
+    exported = export(out_dir, names, settings)
+    out.print(f"wrote {len(exported)} lm-eval tasks to {out_dir}: lm_eval --include_path {out_dir} --tasks "
+              f"{exported[0]} (groups: distillbench_<family>, distillbench_<family>_majority)")
+
+
+@app.command("eval-lm-eval")
+def eval_lm_eval(
+    run_id: Annotated[str, typer.Argument(help="An MLflow run id of a finished cell.")],
+    limit: Annotated[Optional[int], typer.Option(help="The first N test examples (default: all the run decoded).")] = None,
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Evaluate a run's trained student with lm-eval on the exported task; parity with our greedy score.
+
+    Logs lm_eval/<task>/acc, lm_eval/parity and the results and samples to the run; exits 1 when
+    the per-example verdicts differ.
+    """
+    import json
+    import tempfile
+
+    from harness.evaluate import locate_predictions, read_predictions
+    from harness.lmeval import compare, evaluate_folder, task_name
+    from harness.tracking import _quiet_mlflow
+
+    st = _store(store)
+    uri = tracking_uri or st.tracking_uri
+    _quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    with tempfile.TemporaryDirectory(prefix="distillbench-lmeval-") as scratch:
+        folder, _ = locate_predictions(run_id, uri, Path(scratch))
+        preds = read_predictions(folder)
+        run = client.get_run(run_id)
+        key = run.data.tags.get("checkpoint")
+        model_dir = st.root / "checkpoints" / str(key) / "best"
+        if not key or not model_dir.is_dir():
+            raise UserError(f"run {run_id}: its trained student ({model_dir}) is not in this store (give --store)")
+        task = preds.task()
+        info = preds.task_info
+        family = _family(model_dir)
+        max_new = int(run.data.params.get("decode.max_new_tokens", 256))
+        greedy = {c.example_id: c for c in preds.chains if not c.meta.get("temperature")}
+        gold = {e.id: e.answer for e in preds.examples}
+        ours = {i: (c.text, bool(task.equivalent(c.answer, gold[i]))) for i, c in greedy.items() if i in gold}
+        n = min(limit or len(ours), len(ours))
+        results, samples = evaluate_folder(model_dir, family, info["name"], info.get("options", {}), max_new, n)
+        parity = compare(ours, samples)
+        name = task_name(info["name"])
+        acc = results["results"][name]["acc,none"]
+        t = Table(f"{info['name']}: {parity.n} test examples", "ours (greedy)", "lm-eval")
+        t.add_row("accuracy", f"{100 * parity.ours_acc:.1f}", f"{100 * acc:.1f}")
+        t.add_row("same verdict", f"{parity.same_verdict}/{parity.n}", "")
+        t.add_row("same text", f"{parity.same_text}/{parity.n}", "")
+        out.print(t)
+        metrics = {f"lm_eval/{info['name']}/acc": acc, "lm_eval/parity": parity.same_verdict / max(parity.n, 1),
+                   "lm_eval/same_text": parity.same_text / max(parity.n, 1)}
+        for k_, v in metrics.items():
+            client.log_metric(run_id, k_, v)
+        art = Path(scratch) / "lm_eval"
+        art.mkdir()
+        (art / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+        (art / "samples.jsonl").write_text("".join(json.dumps(r, default=str) + "\n" for r in samples), encoding="utf-8")
+        (art / "parity.json").write_text(json.dumps(parity.__dict__, indent=1, default=str), encoding="utf-8")
+        client.log_artifacts(run_id, str(art), "lm_eval")
+    if not parity.ok:
+        for d in parity.differ[:5]:
+            out.print(f"  differs: {d}")
+        err.print(f"parity: {parity.n - parity.same_verdict} of {parity.n} examples get another verdict from lm-eval")
+        raise typer.Exit(1)
+
+
+def _family(model_dir: Path) -> str:
+    """seq2seq or causal, from the student folder's config (a LoRA folder: its base's)."""
+    import json
+
+    adapter = model_dir / "adapter_config.json"
+    folder = Path(json.loads(adapter.read_text())["base_model_name_or_path"]) if adapter.is_file() else model_dir
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    return "seq2seq" if config.get("is_encoder_decoder") else "causal"
+
+
 teacher_app = typer.Typer(help="Teacher banks: build, inspect.", no_args_is_help=True)
 app.add_typer(teacher_app, name="teacher")
 

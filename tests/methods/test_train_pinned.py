@@ -36,7 +36,7 @@ PINNED: dict[tuple[str, str], list[float]] = {
     ("t5", "nt"): [-2.87739, 3.12164, 0.0131689],
     ("t5", "nat"): [5.68161, 5.62496, 5.56932],
     ("t5", "nce"): [4.29936, 4.29228, 4.28388],
-    ("t5", "qcrd"): [3.90346, 3.24148, 3.07915],  # on one thread (the fixture below)
+    ("t5", "qcrd"): [4.32736, 2.80290, 3.64886],  # greedy negatives (PIN_OPTIONS), on one thread (the fixture below)
     ("llama", "finetune"): [5.69315, 4.90125, 4.67191],
     ("llama", "dss"): [5.73569, 5.09849, 4.8402],
     ("llama", "single_task"): [5.67128, 5.30687, 4.8166],
@@ -46,7 +46,7 @@ PINNED: dict[tuple[str, str], list[float]] = {
     ("llama", "nt"): [-2.91227, 3.05686, 0.0785327],
     ("llama", "nat"): [5.67128, 5.67668, 5.56245],
     ("llama", "nce"): [4.25223, 4.2531, 4.19996],
-    ("llama", "qcrd"): [5.80967, 4.09858, 4.25794],
+    ("llama", "qcrd"): [5.75210, 5.12198, 5.29967],
     # FDD: one step per round (3 steps over 3 rounds); round 1 and 2 train on D_0 + the oracle's kept problems
     ("t5", "fdd"): [5.68161, 5.37933, 4.8828],
     ("llama", "fdd"): [5.67128, 5.22815, 4.7812],
@@ -91,9 +91,15 @@ def train_three_steps(student: Student, task, method_name: str, out_dir, models=
         models=models,
         **(teacher_fields(task, method) if "teacher" in method.inputs else {}),
     )
-    cfg = method.config()
+    cfg = method.config(**PIN_OPTIONS.get(method_name, {}))
     method.train(ctx, cfg)
     return [losses[s] for s in (1, 2, 3)], cfg, ctx.student
+
+
+# QCRD samples its negatives at T = 1.5 from the student: a sampled token flips with the CPU's
+# vector width (the same losses on AVX-512 and AVX2 machines differ after one step), so its pin
+# takes greedy negatives; sampling is tested in tests/methods/test_qcrd.py.
+PIN_OPTIONS = {"qcrd": {"temperature": 0.0}}
 
 
 def teacher_fields(task, method) -> dict:
