@@ -25,7 +25,21 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $DISTILLBENCH_HOME or ./.distillbench).")]
-TrackingOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI (default: the store's SQLite database).")]
+
+
+def _tracking_uri(value: Optional[str]) -> Optional[str]:
+    """--tracking-uri, checked before any work: a known scheme, a server that answers."""
+    if value:
+        from harness.tracking import check_tracking_uri
+
+        try:
+            check_tracking_uri(value)
+        except UserError as e:
+            raise typer.BadParameter(str(e)) from None
+    return value
+
+
+TrackingOpt = Annotated[Optional[str], typer.Option("--tracking-uri", callback=_tracking_uri, help="MLflow tracking URI (default: the store's SQLite database).")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.steps=100 or grid.method.name=[dss].")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 DataDirOpt = Annotated[
@@ -555,11 +569,12 @@ def eval_lm_eval(
         info = preds.task_info
         family = _family(model_dir)
         max_new = int(run.data.params.get("decode.max_new_tokens", 256))
+        max_in = int(run.data.params.get("student.max_input_len", 256))
         greedy = {c.example_id: c for c in preds.chains if not c.meta.get("temperature")}
         gold = {e.id: e.answer for e in preds.examples}
         ours = {i: (c.text, bool(task.equivalent(c.answer, gold[i]))) for i, c in greedy.items() if i in gold}
         n = min(limit or len(ours), len(ours))
-        results, samples = evaluate_folder(model_dir, family, info["name"], info.get("options", {}), max_new, n)
+        results, samples = evaluate_folder(model_dir, family, info["name"], info.get("options", {}), max_new, n, max_in)
         parity = compare(ours, samples)
         name = task_name(info["name"])
         acc = results["results"][name]["acc,none"]
@@ -713,13 +728,17 @@ def main() -> None:
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+    except Exception as e:
+        if _is_click_error(e):  # usage errors: the usage line and one "Error: ..." line
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(e.exit_code if isinstance(getattr(e, "exit_code", None), int) and e.exit_code else 2)  # type: ignore[attr-defined]
         raise
+
+
+def _is_click_error(e: BaseException) -> bool:
+    """click's ClickException, from click itself or from the copy typer bundles (typer._click),
+    whose classes are not click's."""
+    return hasattr(e, "show") and any(c.__name__ == "ClickException" for c in type(e).__mro__)
 
 
 if __name__ == "__main__":

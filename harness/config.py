@@ -17,12 +17,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.errors import UserError, did_you_mean
+from harness.errors import UserError, check_name, did_you_mean
 from harness.settings import RankerConfig, TinyConfig, TrainConfig
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no inf / nan: `lr: .inf` would validate and train into NaN hours later
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Open(BaseModel):
@@ -46,7 +47,7 @@ class MethodSpec(Open):
 
 class TeacherSpec(Strict):
     name: str = "oracle"  # oracle | gold | hf | vllm | openai | dss | tdg (harness/teacher.py BACKENDS)
-    k: int = Field(1, ge=1)  # chains per example
+    k: int = Field(1, ge=1, le=1024)  # chains per example
     wrong_rate: float = Field(0.0, ge=0.0, le=1.0)  # oracle only: share of slipped chains
     seed: int = 0
     model: str | None = None  # hf/vllm: a local model folder or a hub id; openai: the served name
@@ -54,7 +55,7 @@ class TeacherSpec(Strict):
     data_dir: str | None = None  # dss/tdg: the data root holding the release (default: the task's)
     temperature: float = Field(0.7, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(256, ge=1)
+    max_new_tokens: int = Field(256, ge=1, le=131_072)
     label: Literal["gold", "majority"] = "gold"  # majority: label-free, QCRD §3.2.1
     chunk_size: int = Field(64, ge=1)  # examples per resumable unit of a bank build
     batch_size: int = Field(64, ge=1)  # sequences per generate call (hf)
@@ -82,8 +83,8 @@ class StudentSpec(Strict):
     model: str = "tiny"  # "tiny" (built offline from the task's text), a hub id or a local path
     family: Literal["t5", "llama"] = "t5"  # used for "tiny"; a real model's family is read from its config
     tiny: TinySpec = TinySpec()
-    max_input_len: int = 256
-    max_target_len: int = 128
+    max_input_len: int = Field(256, ge=1, le=1_048_576)
+    max_target_len: int = Field(128, ge=1, le=1_048_576)
     lora: LoraSpec | None = None  # e.g. {r: 8, alpha: 16, dropout: 0.05, target_modules: [q_proj, v_proj]}
 
 
@@ -96,11 +97,11 @@ class DecodeSpec(Strict):
     backend: Literal["hf", "vllm"] = "hf"  # vllm: causal students (T5 falls back to hf, with a warning)
     temperature: float = Field(0.7, gt=0)  # for sampled schemes; greedy always uses T=0
     top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(32, ge=1)
-    batch_size: int = Field(256, ge=1)  # sequences per generate call
+    max_new_tokens: int = Field(32, ge=1, le=131_072)
+    batch_size: int = Field(256, ge=1, le=65_536)  # sequences per generate call
     seed: int = 0
     # sampled chains per test example (--k); 0: the largest k among the schemes (majority@8 -> 8)
-    k: int = Field(0, ge=0)
+    k: int = Field(0, ge=0, le=1024)
     # early-stopping self-consistency while decoding: sample in windows of the esc scheme's size
     # and stop an example at its first unanimous window (every sampled scheme must be esc[:w])
     early_stop: bool = False
@@ -110,9 +111,9 @@ class EvalSpec(Strict):
     # "name[:arg][@k]": greedy, majority, weighted, asc[:flag], esc[:window] (harness/aggregate.py)
     schemes: list[str] = ["greedy"]
     untrained: bool = True  # also score the student before training
-    bootstrap: int = Field(2000, ge=100)  # resamples for the 95% intervals
+    bootstrap: int = Field(2000, ge=100, le=100_000)  # resamples for the 95% intervals
     curves: bool = True  # pass@k and scheme@k for k = 1..K (harness/curves.py)
-    subsamples: int = Field(200, ge=1)  # random orders per example for the scheme@k curves
+    subsamples: int = Field(200, ge=1, le=100_000)  # random orders per example for the scheme@k curves
     # out-of-distribution test sets: other tasks whose test split the trained student is also
     # decoded and scored on (never selected on), logged as ood/<task>/... e.g. TDG's GSM8K,
     # ASDiv, MultiArith and SVAMP for a MATH-trained student
@@ -149,8 +150,20 @@ class ExecutorSpec(Strict):
     resources: dict[str, Resources] = {}
 
 
+def _check_name(v: str) -> str:
+    try:
+        return check_name(v)
+    except UserError as e:
+        raise ValueError(str(e).split(": ", 1)[1]) from None
+
+
 class RunSpec(Strict):
     name: str = "run"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return _check_name(v)
     task: TaskSpec
     method: MethodSpec
     teacher: TeacherSpec = TeacherSpec()
@@ -172,6 +185,11 @@ class RunSpec(Strict):
 
 class GridSpec(Strict):
     name: str
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return _check_name(v)
     base: dict[str, Any]
     grid: dict[str, list[Any]] = {}
     executor: ExecutorSpec = ExecutorSpec()
@@ -290,6 +308,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise UserError(f"spec file {str(p)!r} not found")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise UserError(f"{p}: line {line}: not UTF-8 text (byte {e.object[e.start]:#04x})") from None
+    except OSError as e:
+        raise UserError(f"spec file {str(p)!r}: {e.strerror}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -30,3 +30,17 @@ def check_options(owner: str, options: Iterable[str], known: Iterable[str]) -> N
     for key in options:
         if key not in known:
             raise UserError(f"unknown option {key!r} for {owner}{did_you_mean(key, known)}")
+
+
+_SAFE_NAME = __import__("re").compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """A grid or run name: it becomes an MLflow experiment and a folder in the store, so it may
+    hold only letters, digits, '.', '_' and '-' (no path: "../x" or "/abs" would write outside)."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UserError(
+            f"{what} {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(it names an MLflow experiment and its folder in the store)"
+        )
+    return name

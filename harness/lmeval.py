@@ -71,17 +71,40 @@ def _task(spec: str) -> Any:
 
 
 def load_docs(task: str = "", options: str = "{}", prompt: str = "student", family: str = "causal",
-              limit: int | None = None, **_: Any) -> dict[str, Any]:
+              limit: int | None = None, tokenizer: str | None = None, max_input_len: int | None = None,
+              **_: Any) -> dict[str, Any]:
     """The task's test split as lm-eval documents: id, input (the text the model continues), answer
-    and the task spec (so the scoring functions find the task again)."""
+    and the task spec (so the scoring functions find the task again).
+
+    With `tokenizer` and `max_input_len` (what `eval-lm-eval` passes), an input longer than the
+    student reads is cut as our decoder cuts it (its first max_input_len tokens, special tokens
+    included): lm-eval would keep its end instead."""
     import datasets
 
     spec = json.dumps({"name": task, "options": json.loads(options)}, sort_keys=True)
     t = _task(spec)
     examples = t.load("test")[: limit or None]
-    rows = [{"id": ex.id, "input": input_text(t, ex, prompt, family), "answer": ex.answer, "task_spec": spec}
+    cut = _truncator(tokenizer, max_input_len)
+    rows = [{"id": ex.id, "input": cut(input_text(t, ex, prompt, family)), "answer": ex.answer, "task_spec": spec}
             for ex in examples]
     return {"test": datasets.Dataset.from_list(rows)}
+
+
+def _truncator(tokenizer: str | None, max_input_len: int | None) -> Any:
+    if not tokenizer or not max_input_len:
+        return lambda text: text
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer)
+
+    def cut(text: str) -> str:
+        full = tok(text)["input_ids"]
+        if len(full) <= max_input_len:
+            return text
+        kept = tok(text, truncation=True, max_length=max_input_len)["input_ids"]
+        return tok.decode(kept, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    return cut
 
 
 def input_text(task: Any, example: Any, prompt: str, family: str) -> str:
@@ -141,6 +164,8 @@ class ExportSettings:
     temperature: float = 0.7
     top_p: float = 1.0
     limit: int | None = None  # test examples per task (None: all)
+    tokenizer: str | None = None  # with max_input_len: cut long inputs as our decoder does
+    max_input_len: int | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # task name -> options
 
     def __post_init__(self) -> None:
@@ -180,7 +205,8 @@ def task_config(name: str, task: Any, s: ExportSettings, sc: bool = False) -> di
         "task": task_name(name, sc),
         "custom_dataset": _function("load_docs"),
         "dataset_kwargs": {"task": name, "options": json.dumps(s.options.get(name, {}), sort_keys=True),
-                           "prompt": s.prompt, "family": s.family, "limit": s.limit},
+                           "prompt": s.prompt, "family": s.family, "limit": s.limit,
+                           **({"tokenizer": s.tokenizer, "max_input_len": s.max_input_len} if s.tokenizer else {})},
         "test_split": "test",
         "output_type": "generate_until",
         "doc_to_text": _function("doc_to_text"),
@@ -306,11 +332,15 @@ def run_lm_eval(model_dir: str | Path, family: str, task: str, include_path: str
 
 
 def evaluate_folder(model_dir: str | Path, family: str, task: str, options: dict[str, Any],
-                    max_new_tokens: int, limit: int | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Export `task` for this student and run lm-eval on it: (results, samples)."""
+                    max_new_tokens: int, limit: int | None = None,
+                    max_input_len: int = 256) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Export `task` for this student (its family, its input length) and run lm-eval on it:
+    (results, samples)."""
+    model_dir = Path(model_dir)
     with tempfile.TemporaryDirectory(prefix="distillbench-lmeval-") as tmp:
         s = ExportSettings(family="seq2seq" if family in ("t5", "seq2seq") else "causal",
-                           max_new_tokens=max_new_tokens, options={task: options})
+                           max_new_tokens=max_new_tokens, options={task: options},
+                           tokenizer=str(model_dir.resolve()), max_input_len=max_input_len)
         export(tmp, [task], s)
         res = run_lm_eval(model_dir, s.family, task_name(task), tmp, limit, max_new_tokens)
     samples = res.pop("samples", {}).get(task_name(task), [])

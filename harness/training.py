@@ -387,6 +387,10 @@ def fit(
                     loss_sum += loss.item() / cfg.grad_accum
                     for k, v in metrics.items():
                         state.running[k] = state.running.get(k, 0.0) + v / cfg.grad_accum
+                if not math.isfinite(loss_sum):
+                    # a NaN/inf loss only gets worse: stop at once, with the step, not hours later
+                    raise UserError(f"training diverged: the loss at step {step} is {loss_sum} (lower train.lr, "
+                                    f"now {cfg.lr}, or check the data)")
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
                 opt.step()

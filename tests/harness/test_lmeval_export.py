@@ -88,18 +88,28 @@ def _ours(student: Student, task, examples, max_new: int) -> dict[str, tuple[str
     return {e.id: (g[0].text, bool(task.equivalent(task.extract(g[0].text), e.answer))) for e, g in zip(examples, gens, strict=True)}
 
 
+PARITY_TASKS = [
+    ("arith", {"n_test": 10}),
+    ("math500", {"data_dir": str(DATA)}),  # LaTeX answers: extraction + math_equivalent
+    ("anli", {"data_dir": str(DATA)}),  # NLI: the label word
+]
+
+
 @pytest.mark.slow
-def test_parity_on_tiny_students(tiny_dir, arith):
+@pytest.mark.parametrize(("name", "options"), PARITY_TASKS, ids=[n for n, _ in PARITY_TASKS])
+def test_parity_on_tiny_students(tiny_dir, name, options):
     """lm-eval generates exactly our greedy texts, so every verdict matches (both families)."""
+    if "data_dir" in options and not (DATA / ("math" if name == "math500" else "anli_r1")).is_dir():
+        pytest.skip(f"needs ../shared/data for {name}")
     family, path = tiny_dir
-    task = get_task("arith", n_test=10)
+    task = get_task(name, **options)
     examples = task.load("test")[:10]
     ours = _ours(Student.load(path), task, examples, 10)
-    results, samples = lmeval.evaluate_folder(path, family, "arith", {"n_test": 10}, max_new_tokens=10, limit=10)
+    results, samples = lmeval.evaluate_folder(path, family, name, options, max_new_tokens=10, limit=10)
     parity = lmeval.compare(ours, samples)
     assert parity.n == 10 and parity.ok and parity.same_text == 10, parity.differ
     assert len({t for t, _ in ours.values()}) > 3 and sum(bool(t) for t, _ in ours.values()) >= 7  # real, varied texts
-    assert results["results"]["distillbench_arith_greedy"]["acc,none"] == pytest.approx(parity.ours_acc)
+    assert results["results"][f"distillbench_{name}_greedy"]["acc,none"] == pytest.approx(parity.ours_acc)
 
 
 @pytest.mark.slow

@@ -1,0 +1,194 @@
+"""Hostile-user checks (issue 20), one test per class; RELIABILITY.md lists each guarantee with its test.
+
+Every user mistake is one line (usage errors: the usage text and one "Error:" line) with exit
+code 2, found before any work; names cannot put files outside the store; a diverging run stops
+at its first non-finite loss."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.errors import UserError
+from tests.test_cli import ROOT, cli
+
+
+def _one_line_error(r, message: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and message in r.stderr, r.stderr
+    assert len([line for line in r.stderr.strip().splitlines() if line.startswith(("error:", "Error:"))]) == 1, r.stderr
+
+
+# 1. usage errors and unreadable inputs -----------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus"], "No such option: --bogus"),
+        (["nosuchcmd"], "No such command 'nosuchcmd'"),
+        (["grid"], "Missing argument 'spec'"),
+        (["export", "lm-eval", "--out", "x", "--k", "abc"], "Invalid value for '--k'"),
+        (["export", "lm-eval", "--out", "x", "--k", "0"], "--k must be at least 1"),
+        (["results", "--tracking-uri", "foo://bar"], "unknown scheme 'foo'"),
+    ],
+)
+def test_usage_errors_are_one_line(args, message):
+    _one_line_error(cli(*args), message)
+
+
+def test_no_arguments_prints_help_with_exit_2():
+    r = cli()
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout and "grid" in r.stdout + r.stderr
+
+
+def test_unreadable_inputs_are_one_line(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_bytes(b"name: x\n\xff\xfe: 1\n")
+    _one_line_error(cli("grid", str(spec), "--store", str(tmp_path / "s")), "line 2: not UTF-8 text")
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    _one_line_error(cli("results", "--store", str(a_file)), "is a file, not a directory")
+
+
+# 7. an MLflow server that is not there: found up front, in one line --------------------------------
+
+def test_an_unreachable_tracking_server_is_found_before_any_work(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = cli("grid", "runs/demo.yaml", "--store", str(tmp_path / "s"), "--tracking-uri", f"http://127.0.0.1:{port}")
+    _one_line_error(r, "is unreachable")
+    assert not (tmp_path / "s" / "banks").exists()  # nothing was built
+
+
+# 2. values that would fail after hours, models that cannot load: rejected before any work ---------
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lr=.inf", "train.lr: Input should be a finite number"),
+        ("train.lr=nan", "train.lr: Input should be a finite number"),
+        ("teacher.k=1000000000", "teacher.k: Input should be less than or equal to 1024"),
+        ("decode.k=1000000000", "decode.k: Input should be less than or equal to 1024"),
+        ("eval.bootstrap=1000000000", "eval.bootstrap: Input should be less than or equal to 100000"),
+        ("student.tiny.d_model=100000000", "student.tiny.d_model: Input should be less than or equal to 8192"),
+        ("student.model=/no/such/model", "model directory does not exist"),
+        ("student.model=someorg/not-in-the-cache", "not in the Hugging Face cache"),
+    ],
+)
+def test_bad_values_fail_before_any_work(tmp_path, override, message):
+    store = tmp_path / "s"
+    _one_line_error(cli("grid", "runs/demo.yaml", override, "--store", str(store)), message)
+    assert not (store / "banks").exists() and not (store / "mlflow.db").exists()  # no bank, no run
+
+
+def test_a_diverging_run_stops_at_its_first_non_finite_loss(student, tmp_path):
+    from harness.training import TrainConfig, fit
+
+    def nan_loss(s, batch):
+        out = s.model(**s.tokenizer(["a"], return_tensors="pt"), labels=s.tokenizer(["b"], return_tensors="pt").input_ids)
+        return out.loss * torch.tensor(float("nan")), {}
+
+    with pytest.raises(UserError, match=r"training diverged: the loss at step 1 is nan"):
+        fit(student, list(range(8)), nan_loss, TrainConfig(steps=5, batch_size=2), None, tmp_path, show_progress=False)
+
+
+# 3. empty or degenerate data ----------------------------------------------------------------------
+
+def _finished_runs(store: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    if not (store / "mlflow.db").exists():
+        return []
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+            if r.info.status == "FINISHED"]
+
+
+def _cell_failed_as_user_error(r, message: str) -> None:
+    """A grid records a cell's mistake in that cell (a FAILED run with the error, issue 17) and
+    exits 2 when every failure is a user mistake; never a traceback."""
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout and message in r.stderr + r.stdout, r.stderr
+
+
+def test_an_empty_split_is_an_error_not_a_finished_run(tmp_path):
+    store = tmp_path / "s"
+    r = cli("grid", "runs/demo.yaml", "task.n_test=0", "grid.seed=[0]", "grid.method.name=[finetune]", "--store", str(store))
+    _cell_failed_as_user_error(r, "the test split is empty")
+    assert _finished_runs(store) == []
+    r = cli("grid", "runs/demo.yaml", "task.n_test=0", "grid.seed=[0]", "grid.method.name=[finetune]", "--store", str(store))
+    _cell_failed_as_user_error(r, "the test split is empty")  # retried, not skipped as done
+
+
+def test_a_bank_without_positives_for_a_method_that_needs_them(tmp_path):
+    store = tmp_path / "s"
+    r = cli("grid", "runs/demo.yaml", "grid.method.name=[dss]", "grid.seed=[0]", "teacher.wrong_rate=1.0",
+            "task.n_train=40", "task.n_valid=8", "task.n_test=8", "--store", str(store))
+    _cell_failed_as_user_error(r, "has none (40 chains, all wrong)")
+    assert _finished_runs(store) == [] and not (store / "checkpoints").exists()  # nothing trained
+
+
+# 4. names cannot escape the store -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../../escape", "/abs/path", "a/b", "", ".hidden", "x" * 101])
+def test_names_that_would_leave_the_store_are_rejected(tmp_path, name):
+    spec = tmp_path / "g.yaml"
+    spec.write_text(f"name: {name!r}\nbase:\n  task: {{name: arith}}\n  method: {{name: finetune}}\n")
+    before = set(tmp_path.parent.rglob("*"))
+    _one_line_error(cli("grid", str(spec), "--store", str(tmp_path / "s")), "use 1-100 letters, digits")
+    after = set(tmp_path.parent.rglob("*"))
+    assert {p for p in after - before if tmp_path not in p.parents and p != tmp_path} == set()
+
+
+def test_check_name_accepts_the_names_in_use():
+    from harness.errors import check_name
+
+    for name in ("demo", "paper-fdd-gsm8k", "server-demo", "v1.2_x"):
+        assert check_name(name) == name
+
+
+# fuzz: the command line never shows a traceback ---------------------------------------------------
+
+_WORDS = ["tasks", "methods", "results", "status", "aggregate", "compare", "diagnose", "export", "lm-eval",
+          "eval-lm-eval", "teacher", "stats", "sync", "nosuch", "--store", "--tracking-uri", "foo://x", "--bogus",
+          "--k", "0", "-1", "abc", "--limit", "--schemes", "majorty", "--out", "x.yaml", "", "--run", "--family", "rnn"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=6))
+def test_fuzz_the_command_line_never_shows_a_traceback(tmp_path, monkeypatch, words):
+    from harness import cli as cli_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISTILLBENCH_HOME", str(tmp_path / "home"))
+    args = list(words)
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "argv", ["distillbench", *args])
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli_module.main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    assert code in (0, 2), (args, code, err.getvalue())
+    assert "Traceback" not in err.getvalue() + out.getvalue(), args
+
+
+def test_reliability_table_names_existing_tests():
+    table = (ROOT / "RELIABILITY.md").read_text()
+    here = Path(__file__).read_text()
+    for line in table.splitlines():
+        if line.startswith("| ") and "`tests/test_reliability.py::" in line:
+            name = line.split("`tests/test_reliability.py::", 1)[1].split("`", 1)[0]
+            assert f"def {name}(" in here, name
+    assert os.path.basename(__file__) in table
