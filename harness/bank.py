@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -73,23 +74,48 @@ class Bank:
         return self.path / "chains.jsonl"
 
     def chunks(self) -> dict[int, tuple[list[str], list[Chain]]]:
-        """Finished chunks: chunk index -> (example ids, chains). Unfinished tails are ignored."""
+        """Finished chunks: chunk index -> (example ids, chains). Unfinished tails are ignored.
+
+        A chunk counts only when all its rows read back as written: its end row holds their
+        count and sha256, so a line damaged in the middle of the file (a bit flip, an edit, bytes
+        that are not UTF-8) drops that chunk with a one-line warning, and the next build
+        regenerates it, instead of training on the chunk's other chains."""
         done: dict[int, tuple[list[str], list[Chain]]] = {}
         if not self.chains_file.exists():
             return done
         pending: list[Chain] = []
-        with self.chains_file.open(encoding="utf-8") as f:
+        raw: list[bytes] = []
+        damaged: dict[int, str] = {}
+        with self.chains_file.open("rb") as f:
             for line in f:
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a write cut by a kill: only ever the last line
-                    pending = []
-                    continue
-                if row.get("kind") == "chunk":
-                    done[row["chunk"]] = (row["examples"], pending)
-                    pending = []
-                else:
-                    pending.append(Chain.from_dict(row["chain"]))
+                    row = json.loads(line.decode("utf-8"))
+                    if not isinstance(row, dict):
+                        raise ValueError("not an object")
+                    if row.get("kind") == "chunk":
+                        why = None
+                        if "n" in row and row["n"] != len(pending):
+                            why = f"{len(pending)} of its {row['n']} chains"
+                        digest = hashlib.sha256(b"\n".join(raw)).hexdigest()
+                        if why is None and row.get("sha256") not in (None, digest):
+                            why = "its chains do not match their checksum"
+                        if why is None:
+                            done[row["chunk"]] = (row["examples"], pending)
+                        else:
+                            damaged[row["chunk"]] = why
+                        pending, raw = [], []
+                    else:
+                        pending.append(Chain.from_dict(row["chain"]))
+                        raw.append(line.rstrip(b"\n"))
+                except (ValueError, KeyError, TypeError):
+                    # a write cut by a kill (the last line; a resume starts a fresh chunk after it)
+                    # or damage: the rows before it cannot complete a chunk; the end row's count
+                    # then shows a damaged chunk
+                    pending, raw = [], []
+        for chunk, why in damaged.items():
+            if chunk not in done:  # not regenerated yet
+                print(f"warning: bank {self.key}: chunk {chunk} is damaged ({why}); the next build regenerates it",
+                      file=sys.stderr)
         return done
 
     def chains(self) -> list[Chain]:
@@ -99,7 +125,8 @@ class Bank:
     def append_chunk(self, chunk: int, example_ids: Sequence[str], chains: Sequence[Chain]) -> None:
         """Append one chunk's chains and its end row in a single write, flushed to disk."""
         rows = [json.dumps({"kind": "chain", "chain": c.to_dict()}) for c in chains]
-        rows.append(json.dumps({"kind": "chunk", "chunk": chunk, "examples": list(example_ids), "n": len(chains)}))
+        digest = hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()
+        rows.append(json.dumps({"kind": "chunk", "chunk": chunk, "examples": list(example_ids), "n": len(chains), "sha256": digest}))
         with self.chains_file.open("a+b") as f:
             f.seek(0, os.SEEK_END)
             torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n"

@@ -119,7 +119,7 @@ def _finish(results: list, tracking_uri: str, name: str) -> None:
         for r in failed:
             err.print(f"  {r.cell}: {r.error}" + (f" (MLflow run {r.run_id})" if r.run_id else ""), markup=False)
         # every failure a mistake in the input (data, spec, options): the usage exit code, 2
-        user = all(r.error.removeprefix("shared stage: ").startswith("UserError:") for r in failed)
+        user = all(r.error.removeprefix("shared stage: ").startswith(("UserError:", "UserError (")) for r in failed)
         raise typer.Exit(2 if user else 1)
 
 

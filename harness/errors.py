@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import difflib
+import re
+import threading
 from collections.abc import Iterable
+
+# --- secrets: every value registered here is replaced by *** wherever we print or store text ---
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]{4,}")
+
+
+def register_secret(value: str | None) -> None:
+    """Redact `value` (an API key read from the environment) from now on, in this process."""
+    if value and len(value) >= 4:
+        with _SECRETS_LOCK:
+            _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """text with every registered secret and any "Bearer <token>" replaced by ***."""
+    if not isinstance(text, str):
+        return text
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return _BEARER.sub(r"\1***", text) if "earer" in text or "EARER" in text else text
 
 
 class UserError(Exception):
-    """Bad input from the user (spec, name, file). Shown as one line, exit status 2."""
+    """Bad input from the user (spec, name, file). Shown as one line, exit status 2; a secret a
+    server echoed into the message is redacted wherever the message is shown or stored."""
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 def did_you_mean(name: str, options: Iterable[str], prefix: str = "") -> str:
@@ -32,7 +61,7 @@ def check_options(owner: str, options: Iterable[str], known: Iterable[str]) -> N
             raise UserError(f"unknown option {key!r} for {owner}{did_you_mean(key, known)}")
 
 
-_SAFE_NAME = __import__("re").compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def check_name(name: str, what: str = "name") -> str:

@@ -253,9 +253,14 @@ def read_predictions(folder: Path) -> Predictions:
         info = json.loads((folder / "task.json").read_text(encoding="utf-8"))
         # the question is saved since the leaderboard's drill-down; older folders have none
         examples = [Example(id=r["id"], question=r.get("question", ""), answer=r["answer"], meta=r.get("meta") or {}) for r in read_jsonl(folder / "examples.jsonl")]
-        chains = [Chain.from_dict(r) for r in read_jsonl(folder / "chains.jsonl")]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise UserError(f"{folder}: malformed predictions ({type(e).__name__}: {e})") from None
+        rows = read_jsonl(folder / "chains.jsonl")
+        for n, r in enumerate(rows, 1):
+            lp = r.get("logprob") if isinstance(r, dict) else None
+            if lp is not None and (isinstance(lp, bool) or not isinstance(lp, (int, float)) or lp in (math.inf, -math.inf)):
+                raise UserError(f"{folder / 'chains.jsonl'}:{n}: logprob must be a finite number or null, got {str(lp)[:40]!r}")
+        chains = [Chain.from_dict(r) for r in rows]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{folder}: malformed predictions ({type(e).__name__}: {str(e)[:200]})") from None
     return Predictions(info, examples, chains)
 
 

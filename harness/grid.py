@@ -20,8 +20,9 @@ from rich.markup import escape
 
 from harness import cells as markers
 from harness.config import GridSpec, RunSpec
+from harness.errors import UserError, redact
 from harness.executors import CellJob, Executor, Sequential
-from harness.run import CellResult, build_shared, cell_hash, prepare, run_cell, shared_key
+from harness.run import CellResult, build_shared, cell_hash, check_models, prepare, run_cell, shared_key
 from harness.store import Store
 from harness.tracking import Tracker
 
@@ -29,8 +30,13 @@ Emit = Callable[[dict[str, Any]], None]
 
 
 def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:500]
+    """"Type: first line" (redacted); a user mistake reads "UserError (Subclass): ..." so the exit
+    code can tell it from a crash."""
+    text = redact(str(e)).strip().splitlines()
+    name = type(e).__name__
+    if isinstance(e, UserError) and name != "UserError":
+        name = f"UserError ({name})"
+    return f"{name}: {text[0] if text else ''}"[:500]
 
 
 def execute(job: CellJob, emit: Emit | None = None) -> CellResult:
@@ -68,6 +74,7 @@ def execute(job: CellJob, emit: Emit | None = None) -> CellResult:
 def record_failure(store: Store, tracker: Tracker | None, job: CellJob, error: str, tb: str) -> CellResult:
     """A failed cell: its traceback file, a FAILED run (the one it had begun, else a new one with
     the traceback as its artifact) and its `failed` marker."""
+    error, tb = redact(error), redact(tb)  # a key a server echoed into an exception stays off disk
     key = cell_hash(job.spec)
     path = markers.write_traceback(store, key, tb)
     run_id = ""
@@ -154,8 +161,9 @@ def run_grid(
     console = console or Console(stderr=True)
     executor = executor or Sequential()
     cells = grid.cells() if isinstance(grid, GridSpec) else grid
-    for _, spec in cells:  # every name resolves before any work starts
+    for _, spec in cells:  # every name and model resolves before any work starts
         prepare(spec)
+        check_models(spec)
     tracker = Tracker(store, name, tracking_uri)
     live = show_progress and executor.in_workers
     jobs = [

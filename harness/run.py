@@ -33,7 +33,7 @@ from harness.evaluate import evaluate, log_evaluation, read_predictions, write_p
 from harness.models import TINY_BUILD, TinyConfig, build_tiny_model, check_model_ref, corpus
 from harness.scoring import Score, most_frequent_baseline
 from harness.settings import RankerConfig
-from harness.store import Store, atomic_write_text, content_key, read_jsonl, write_jsonl
+from harness.store import Store, atomic_write_text, content_key, intact, read_jsonl, write_checksums, write_jsonl
 from harness.student import Student
 from harness.tracking import Tracker, machine_tags
 from harness.training import TrainConfig, TrainContext
@@ -78,6 +78,16 @@ class CellResult:
     error: str | None = None  # the cell failed (harness/grid.py): its one-line error
 
 
+def check_models(spec: RunSpec) -> None:
+    """The student and teacher models resolve: called before the teacher bank is built and before
+    an MLflow run is opened (a grid calls it for every cell first); not by the dry run, which
+    reports what is missing instead."""
+    if spec.student.model != "tiny":
+        check_model_ref(spec.student.model, "student.model")
+    if spec.teacher.name in ("hf", "vllm") and spec.teacher.model:
+        check_model_ref(spec.teacher.model, "teacher.model")
+
+
 def prepare(spec: RunSpec) -> Prepared:
     task = get_task(spec.task.name, **spec.task.options)
     method = get_method(spec.method.name)
@@ -105,11 +115,6 @@ def prepare(spec: RunSpec) -> Prepared:
         raise UserError("decode.early_stop samples in one window size: give every esc scheme the same window")
     for t in spec.eval.test_sets:  # out-of-distribution test sets resolve before any work
         get_task(t.name, **t.options)
-    # models resolve before the teacher bank is built and before an MLflow run is opened
-    if spec.student.model != "tiny":
-        check_model_ref(spec.student.model, "student.model")
-    if spec.teacher.name in ("hf", "vllm") and spec.teacher.model:
-        check_model_ref(spec.teacher.model, "teacher.model")
     for name in method.stages_of(p.method_cfg):  # the model it builds on must resolve too (NCE's `nat:` options)
         dependency(p, name)
     return p
@@ -136,6 +141,7 @@ def run_cell(
     key = cell_hash(spec)
     if (done := tracker.finished_run(key)) is not None:
         return CellResult(cell, done, {}, skipped=True)
+    check_models(spec)
     tracker.close_stale(key)
     progress = progress or (lambda stage, done=None, total=None: None)
     clock = StageClock(progress)
@@ -360,7 +366,7 @@ def predictions(student: Student, p: Prepared, examples: Sequence[Example], spli
         }
     )
     pred_dir = store.dir("predictions", pred_key)
-    if not pred_dir.exists():
+    if not intact(pred_dir, "predictions"):
         chains = decode(student, p, examples, source=source)
         with store.atomic_dir("predictions", pred_key) as tmp:
             write_predictions(tmp, task_key(p.task), examples, chains)
@@ -392,7 +398,7 @@ def trained_ranker(spec: RunSpec, task: Task, train: Sequence[Example], valid: S
     key = content_key({"ranker": cfg.model_dump(), "bank": bank.key, "format": rankers.FORMAT})
     out = store.dir("rankers", key)
     with store.lock("rankers", key):
-        if not out.exists():
+        if not intact(out, "ranker"):
             chains = bank.chains()
             seed = cfg.seed if cfg.seed is not None else spec.seed
             pairs = rankers.ranker_pairs(train, chains, seed)
@@ -440,7 +446,7 @@ def student_source(spec: RunSpec, task: Task, train: Sequence[Example], bank: Se
     tiny = tiny_config(spec)
     out = store.dir("models", key)
     with store.lock("models", key):  # a concurrent worker waits, then reuses this model
-        if not out.exists():
+        if not intact(out, "tiny model"):
             with store.atomic_dir("models", key) as tmp:
                 build_tiny_model(s.family, corpus(task, train, [*(c.text for c in bank), *method_prefixes()]), tmp, tiny)
     return str(out)
@@ -502,8 +508,11 @@ def student_base(p: Prepared, model_ref: str, bank_key: str) -> dict[str, Any]:
 
 
 def student_key(p: Prepared, model_ref: str, bank_key: str) -> str:
+    """The checkpoint's key: what it trains on and with, and what picks its best step (greedy
+    decoding on valid with the cell's decode backend and max_new_tokens)."""
     base = student_base(p, model_ref, bank_key)
-    return content_key({**base, "method": p.method.name, "method_cfg": dataclasses.asdict(p.method_cfg)})
+    select = {"backend": p.spec.decode.backend, "max_new_tokens": p.spec.decode.max_new_tokens}
+    return content_key({**base, "method": p.method.name, "method_cfg": dataclasses.asdict(p.method_cfg), "select": select})
 
 
 def dependency(p: Prepared, name: str) -> Prepared:
@@ -533,10 +542,11 @@ def build_in_work_dir(final: Path, build: Any, wait: bool) -> bool:
             return False
         work.mkdir(parents=True, exist_ok=True)
         build(work)
+        # the resume state (optimizer moments included) is not needed once the folder is done
+        for name in ("last.pt", "last.pt.sha256", "log.jsonl"):
+            (work / name).unlink(missing_ok=True)
+        write_checksums(work)
         os.rename(work, final)
-    # the resume state (optimizer moments included) is not needed once the folder is done
-    for name in ("last.pt", "log.jsonl"):
-        (final / name).unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     return True
 
@@ -577,7 +587,7 @@ def trained_checkpoint(
     key = student_key(p, model_ref, bank_key)
     ckpt = store.dir("checkpoints", key)
     args = (model_ref, train, valid, positives, negatives, bank_key, store)
-    if (ckpt / "best").exists():
+    if intact(ckpt, "checkpoint") and (ckpt / "best").exists():
         for row in read_jsonl(ckpt / "history.jsonl"):
             step = row.pop("step")
             log.metrics(row, step)
@@ -594,7 +604,7 @@ def trained_checkpoint(
 
     def stage(kind: str, stage_key: dict[str, Any], build: Any) -> Path:
         final = store.dir("stages", f"{kind}-{content_key({**base, 'kind': kind, **stage_key})}")
-        if not final.exists():
+        if not intact(final, "stage"):
             build_in_work_dir(final, build, wait=True)
         return final
 

@@ -62,8 +62,82 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Every JSON line of a file; a line that is not UTF-8 or not JSON is a UserError naming file:line."""
+    rows = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+                if line.strip():
+                    rows.append(json.loads(line))
+            except UnicodeDecodeError:
+                raise UserError(f"{path}:{n}: not UTF-8 text") from None
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: not a JSON line ({e.msg})") from None
+    return rows
+
+
+# --- checksums of stored artifacts -----------------------------------------------------------------
+#
+# Every folder the store builds (checkpoints, tiny models, predictions, rankers, stages) gets a
+# CHECKSUMS.json (size and sha256 of each file), written inside it before the folder is renamed
+# into place. Reuse verifies it first: a damaged folder (a bit flip, a truncated file, an edit) is
+# moved aside with a one-line warning and recomputed, never used.
+
+CHECKSUMS = "CHECKSUMS.json"
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(folder: Path) -> None:
+    """CHECKSUMS.json for every file under `folder` (written atomically)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+    table = {p.relative_to(folder).as_posix(): [p.stat().st_size, file_digest(p)] for p in files}
+    atomic_write_text(folder / CHECKSUMS, json.dumps(table, indent=0, sort_keys=True))
+
+
+def damage(folder: Path) -> str | None:
+    """Why `folder` does not match its CHECKSUMS.json, or None when it does (or has none: written
+    before checksums, trusted as before)."""
+    manifest = folder / CHECKSUMS
+    if not manifest.is_file():
+        return None
+    try:
+        table = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return f"{CHECKSUMS} is unreadable"
+    for rel, (size, digest) in table.items():
+        p = folder / rel
+        if not p.is_file():
+            return f"{rel} is missing"
+        if p.stat().st_size != size:
+            return f"{rel} has {p.stat().st_size} bytes, not {size}"
+        if file_digest(p) != digest:
+            return f"{rel} does not match its checksum"
+    return None
+
+
+def intact(folder: Path, what: str) -> bool:
+    """Whether `folder` exists and matches its checksums. A damaged one is moved aside (kept for a
+    look, named .<name>.damaged-<time>) with a one-line warning, so the caller recomputes it."""
+    if not folder.exists():
+        return False
+    why = damage(folder)
+    if why is None:
+        return True
+    import sys
+    import time
+
+    aside = folder.with_name(f".{folder.name}.damaged-{time.time_ns()}")
+    os.rename(folder, aside)
+    print(f"warning: {what} {folder} is damaged ({why}): moved to {aside.name}; recomputing it", file=sys.stderr)
+    return False
 
 
 class Store:
@@ -102,6 +176,7 @@ class Store:
             if final.exists():  # another process finished the same artifact first
                 shutil.rmtree(tmp)
             else:
+                write_checksums(tmp)
                 os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

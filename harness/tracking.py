@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError, check_name
+from harness.errors import UserError, check_name, redact
 from harness.store import Store
 
 EXPERIMENT_TAG = "distillbench"
@@ -99,7 +99,32 @@ def _quiet_mlflow() -> None:
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
-TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+def owner_id() -> str:
+    """This process, as a run's `owner` tag: "host:pid"."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether the process that owns a RUNNING run is known to be gone (see Tracker.close_stale)."""
+    import socket
+
+    if not owner:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
 def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
@@ -108,7 +133,10 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
     from urllib.parse import urlparse
 
     scheme = urlparse(uri).scheme
-    if scheme and scheme not in TRACKING_SCHEMES and not (len(scheme) == 1 and uri[1:3] == ":\\"):
+    if scheme in ("", "file"):  # MLflow's file store is in maintenance mode and refuses new runs
+        raise UserError(f"--tracking-uri {uri!r}: a folder is MLflow's file store, which it no longer accepts; "
+                        "give sqlite:///PATH/mlflow.db or an http(s):// server")
+    if scheme not in TRACKING_SCHEMES:
         raise UserError(f"--tracking-uri {uri!r}: unknown scheme {scheme!r} (one of {', '.join(TRACKING_SCHEMES)})")
     if scheme in ("http", "https"):
         import requests
@@ -211,8 +239,10 @@ class Tracker:
     def close_stale(self, cell_hash: str) -> int:
         """Mark runs of this cell left RUNNING by a killed process as KILLED; returns how many.
 
-        A cell runs in one process at a time, so a RUNNING run of a cell about to start can only
-        be the remains of a crash.
+        Only runs whose owner (tag `owner`, "host:pid") is gone: a second grid on the same store
+        must not mark a live run of the first one KILLED. A run without the tag (older) or of a
+        process on this host that no longer exists is a crash's remains; a run owned by another
+        host is left alone (its process cannot be checked from here).
         """
         if self.offline is not None:
             return 0
@@ -220,6 +250,7 @@ class Tracker:
             runs = self.client.search_runs(
                 [self.experiment_id], filter_string=f"tags.cell_hash = '{cell_hash}' and attributes.status = 'RUNNING'"
             )
+            runs = [r for r in runs if owner_gone(r.data.tags.get("owner"))]
             for r in runs:
                 self.client.set_terminated(r.info.run_id, status="KILLED")
         except Exception as e:
@@ -233,13 +264,13 @@ class Tracker:
         artifact `error/traceback.txt`) when it raises."""
         import traceback
 
-        log = RunLog.start(self, name, {**tags, "git_revision": git_revision()})
+        log = RunLog.start(self, name, {**tags, "git_revision": git_revision(), "owner": owner_id()})
         try:
             log.params(params)
             yield log
         except BaseException:
             try:  # what was measured before the failure (training curves) stays with the run
-                log.text_artifact(traceback.format_exc(), "error", "traceback.txt")
+                log.text_artifact(redact(traceback.format_exc()), "error", "traceback.txt")
                 log.flush()
             finally:
                 log.terminate("FAILED")
@@ -254,7 +285,7 @@ class Tracker:
         with the traceback as its artifact; its id."""
         log = RunLog.start(self, name, {**tags, "git_revision": git_revision()})
         try:
-            log.text_artifact(text, "error", "traceback.txt")
+            log.text_artifact(redact(text), "error", "traceback.txt")
         finally:
             log.terminate("FAILED")
         return log.run_id

@@ -39,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.errors import UserError
 from harness.settings import TrainConfig
+from harness.store import atomic_write_text, file_digest
 from harness.student import Student
 
 Item = dict[str, Any]
@@ -216,6 +217,8 @@ class TrainState:
             },
             path,
         )
+        # its checksum beside it: a bit flip or a truncation is found on resume, not trained on
+        atomic_write_text(path.with_name(path.name + ".sha256"), file_digest(path))
 
     @classmethod
     def load(
@@ -226,7 +229,18 @@ class TrainState:
         (a warning says so)."""
         if not path.exists():
             return None
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        digest = path.with_name(path.name + ".sha256")
+        why = None
+        if digest.exists() and digest.read_text().strip() != file_digest(path):
+            why = "it does not match its checksum"
+        else:
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # truncated or not a torch file: unreadable whatever the cause
+                why = f"it cannot be read ({type(e).__name__})"
+        if why is not None:
+            warnings.warn(f"{path} is damaged ({why}); starting from step 0", stacklevel=3)
+            return None
         if saved.get("fingerprint") != fingerprint:
             warnings.warn(f"{path} was saved by a different training setup; starting from step 0", stacklevel=3)
             return None

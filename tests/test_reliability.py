@@ -192,3 +192,152 @@ def test_reliability_table_names_existing_tests():
             name = line.split("`tests/test_reliability.py::", 1)[1].split("`", 1)[0]
             assert f"def {name}(" in here, name
     assert os.path.basename(__file__) in table
+
+
+# 8. stores and caches --------------------------------------------------------------------------------
+
+def test_a_live_run_is_never_marked_killed_by_another_process(tmp_path):
+    import subprocess
+
+    from harness.store import Store
+    from harness.tracking import Tracker, owner_id
+
+    tracker = Tracker(Store(tmp_path / "s"), "live")
+    live = tracker.client.create_run(tracker.experiment_id, tags={"cell_hash": "c", "owner": owner_id()})
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = owner_id().rpartition(":")[0]
+    dead = tracker.client.create_run(tracker.experiment_id, tags={"cell_hash": "c", "owner": f"{host}:{done.stdout.strip()}"})
+    legacy = tracker.client.create_run(tracker.experiment_id, tags={"cell_hash": "c"})
+    remote = tracker.client.create_run(tracker.experiment_id, tags={"cell_hash": "c", "owner": "another-host:1"})
+    assert tracker.close_stale("c") == 2
+    status = {r: tracker.client.get_run(r.info.run_id).info.status for r in (live, dead, legacy, remote)}
+    assert [status[r] for r in (live, dead, legacy, remote)] == ["RUNNING", "KILLED", "KILLED", "RUNNING"]
+
+
+def test_checkpoint_keys_follow_selection_not_location(tmp_path):
+    from harness.config import load_grid
+    from harness.run import prepare, student_key
+
+    def key(overrides, store):
+        [(_, spec)] = load_grid(ROOT / "runs" / "demo.yaml", ["grid.method.name=[finetune]", "grid.seed=[0]", *overrides]).cells()
+        return student_key(prepare(spec), str(store / "models" / "abc123"), "bank")
+
+    a, b = tmp_path / "store-a", tmp_path / "moved" / "store-b"
+    assert key([], a) == key([], b)  # a tiny model by its content key: a moved store keeps its checkpoints
+    assert key(["decode.max_new_tokens=7"], a) != key([], a)  # selection decodes greedily with these
+    assert key(["eval.bootstrap=500"], a) == key([], a)  # scoring only: the checkpoint is the same
+
+
+# 5. stored files are verified before they are used ---------------------------------------------------
+
+def test_a_damaged_folder_is_moved_aside_not_used(tmp_path, capsys):
+    from harness.store import CHECKSUMS, intact, write_checksums
+
+    folder = tmp_path / "ckpt"
+    (folder / "best").mkdir(parents=True)
+    (folder / "best" / "model.safetensors").write_bytes(bytes(range(256)) * 4)
+    (folder / "result.json").write_text("{}")
+    write_checksums(folder)
+    assert (folder / CHECKSUMS).is_file() and intact(folder, "checkpoint")
+    data = bytearray((folder / "best" / "model.safetensors").read_bytes())
+    data[100] ^= 1  # one bit
+    (folder / "best" / "model.safetensors").write_bytes(bytes(data))
+    assert not intact(folder, "checkpoint") and not folder.exists()
+    err = capsys.readouterr().err
+    assert "best/model.safetensors does not match its checksum" in err and len(err.strip().splitlines()) == 1
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith(".ckpt.damaged-")]
+    assert len(aside) == 1  # kept for a look
+    # a truncated file
+    write_checksums(aside[0])
+    with open(aside[0] / "result.json", "w") as f:
+        f.write("")
+    assert not intact(aside[0], "checkpoint") and "has 0 bytes, not 2" in capsys.readouterr().err
+
+
+def test_damaged_or_truncated_resume_state_starts_over(tmp_path, student):
+    from harness.training import TrainState
+
+    params = student.trainable_parameters()
+    opt = torch.optim.AdamW(list(params.values()))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    path = tmp_path / "last.pt"
+    TrainState(step=3).save(path, {"f": 1}, params, opt, sched)
+    assert TrainState.load(path, {"f": 1}, params, opt, sched).step == 3
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        assert TrainState.load(path, {"f": 1}, params, opt, sched) is None
+    path.write_bytes(bytes(data[: len(data) // 3]))
+    (tmp_path / "last.pt.sha256").unlink()  # no checksum (older state): the truncation is still found
+    with pytest.warns(UserWarning, match="cannot be read"):
+        assert TrainState.load(path, {"f": 1}, params, opt, sched) is None
+
+
+@pytest.mark.slow
+def test_a_damaged_checkpoint_is_retrained_with_a_warning(tmp_path, capsys):
+    from harness.config import load_grid
+    from harness.grid import run_grid
+    from harness.store import Store
+    from tests.test_e2e import SHORT
+
+    store = Store(tmp_path / "store")
+    grid = load_grid(ROOT / "runs" / "demo.yaml", [*SHORT, "grid.method.name=[finetune]", "grid.seed=[0]", "eval.untrained=false"])
+    [first] = run_grid(grid, "a", store, show_progress=False)
+    [ckpt] = [p for p in (store.root / "checkpoints").iterdir() if not p.name.startswith(".")]
+    weights = next((ckpt / "best").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 1
+    weights.write_bytes(bytes(data))
+    capsys.readouterr()
+    [again] = run_grid(grid, "a", store, tracking_uri=f"sqlite:///{tmp_path / 'other.db'}", show_progress=False)
+    assert "is damaged" in capsys.readouterr().err
+    assert again.scores["greedy"].acc == first.scores["greedy"].acc  # retrained: the same, deterministic result
+    assert weights.read_bytes() != bytes(data)  # the damaged weights were not used or kept in place
+
+
+def test_bad_predictions_files_name_file_and_line(tmp_path):
+    from harness.evaluate import read_predictions
+    from tests.test_cli_aggregate import predictions
+
+    folder = predictions(tmp_path / "p", skill=0.5)
+    lines = (folder / "chains.jsonl").read_text().splitlines()
+    bad = lines[:2] + [lines[2].replace('"logprob": ', '"logprob": "abc", "x": ', 1)] + lines[3:]
+    (folder / "chains.jsonl").write_text("\n".join(bad) + "\n")
+    with pytest.raises(UserError, match=r"chains.jsonl:3: logprob must be a finite number"):
+        read_predictions(folder)
+    (folder / "chains.jsonl").write_bytes(("\n".join(lines[:4]) + "\n").encode() + b"\xff\xfe{}\n")
+    with pytest.raises(UserError, match=r"chains.jsonl:5: not UTF-8 text"):
+        read_predictions(folder)
+    (folder / "chains.jsonl").write_text("\n".join(lines[:1]) + '\n{"logprob": 1e999, "example_id": "x"}\n')
+    with pytest.raises(UserError, match=r"chains.jsonl:2: logprob must be a finite number"):
+        read_predictions(folder)
+
+
+def test_a_damaged_bank_line_drops_its_chunk_and_the_next_build_regenerates_it(tmp_path, capsys):
+    from harness.config import TeacherSpec
+    from harness.store import Store
+    from harness.teacher import build_bank
+    from tasks import get_task
+
+    task = get_task("arith", n_train=12, n_valid=4, n_test=4)
+    examples = [*task.load("train"), *task.load("valid")]
+    spec = TeacherSpec(name="oracle", k=2, wrong_rate=0.3, chunk_size=4)
+    bank, report = build_bank(task, examples, spec, Store(tmp_path))
+    original = [c.to_dict() for c in bank.chains()]
+    lines = bank.chains_file.read_bytes().split(b"\n")
+    assert report.chunks_generated == 4
+    # one chain of chunk 1 edited in place (still valid JSON), one byte of chunk 2 not UTF-8
+    i = next(k for k, line in enumerate(lines) if b'"kind": "chunk", "chunk": 0' in line) + 1
+    lines[i] = lines[i].replace(b"The answer is", b"The answer was", 1)
+    j = next(k for k, line in enumerate(lines) if b'"kind": "chunk", "chunk": 1' in line) + 2
+    lines[j] = lines[j][:10] + b"\xff" + lines[j][11:]
+    bank.chains_file.write_bytes(b"\n".join(lines))
+    assert sorted(bank.chunks()) == [0, 3]
+    err = capsys.readouterr().err
+    assert "chunk 1 is damaged (its chains do not match their checksum)" in err and "chunk 2 is damaged" in err
+    again, report = build_bank(task, examples, spec, Store(tmp_path))
+    assert report.chunks_generated == 2
+    capsys.readouterr()
+    assert [c.to_dict() for c in again.chains()] == original  # the same chains, regenerated
+    assert "damaged" not in capsys.readouterr().err  # and no more warnings

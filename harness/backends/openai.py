@@ -45,7 +45,7 @@ from typing import Any, Literal, Self
 import requests
 
 from harness.decoding import Generation, SamplingParams
-from harness.errors import UserError, check_options
+from harness.errors import UserError, check_options, redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,7 @@ class OpenAIDecoder:
                     "endpoint's API key, or set teacher.api_key_env to null for a server without auth"
                 )
             self._secret = key
+            register_secret(key)  # a server may echo it anywhere: messages, ids, bodies
             headers["Authorization"] = f"Bearer {key}"
         self._headers = headers
         path = "chat/completions" if config.api == "chat" else "completions"
@@ -350,7 +351,7 @@ class OpenAIDecoder:
         return body
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return redact(text.replace(self._secret, "***") if self._secret else text)
 
     def _sleep_before(self, attempt: int, retry_after: float | None, stop: threading.Event) -> None:
         c = self.config
@@ -418,6 +419,7 @@ class OpenAIDecoder:
         except requests.RequestException as e:
             return _Attempt(None, None, f"{type(e).__name__}: {str(e)[:_DETAIL_CHARS]}", retryable=False)
         rid = r.headers.get("x-request-id") or r.headers.get("request-id")
+        rid = self._scrub(rid) if rid else rid  # servers have echoed the Authorization header here
         if not 200 <= r.status_code < 300:
             s = r.status_code
             return _Attempt(
@@ -428,7 +430,7 @@ class OpenAIDecoder:
         except ValueError:
             return _Attempt(r.status_code, rid, f"malformed JSON: {r.text[:80]!r}", retryable=True)
         if rid is None and isinstance(data, dict) and isinstance(data.get("id"), str):
-            rid = data["id"]
+            rid = self._scrub(data["id"])
         try:
             gens, prompt_tokens, completion_tokens = self._parse(data, n)
         except _Malformed as e:
@@ -469,7 +471,7 @@ class OpenAIDecoder:
             else:
                 lp = float("nan")
                 n_tok = share + (1 if j < extra else 0) if completion_tokens else len(text.split())
-            gens.append(Generation(text.strip(), float(lp), int(n_tok)))
+            gens.append(Generation(self._scrub(text).strip(), float(lp), int(n_tok)))  # an echoed key never reaches a bank
         return gens, prompt_tokens, completion_tokens
 
 
