@@ -213,4 +213,4 @@ def test_resume_after_kill_ends_like_an_uninterrupted_run(tiny_dir, tmp_path):
                 assert ma[k] == pytest.approx(mb[k], rel=1e-5, abs=1e-7), k
     assert w_full.keys() == w_resumed.keys()
     assert all(torch.allclose(w_full[k], w_resumed[k], atol=1e-6) for k in w_full)
-    assert sorted(p.name for p in out.iterdir()) == ["best", "last.pt", "log.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "last.pt", "last.pt.sha256", "log.jsonl"]
