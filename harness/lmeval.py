@@ -217,7 +217,7 @@ def task_config(name: str, task: Any, s: ExportSettings, sc: bool = False) -> di
         "generation_kwargs": gen,
         "process_results": _function("process_voted" if sc else "process_results"),
         "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-        "metadata": {"version": float(str(task.version).split(".")[0]) if str(task.version).isdigit() else 0.0,
+        "metadata": {"version": float(task.version) if str(task.version).replace(".", "", 1).isdigit() else 0.0,
                      "task_version": str(task.version), "prompt_version": str(task.prompt_version),
                      "distillbench": ours},  # (lm-eval passes metadata to load_docs too: no name clashes)
     }

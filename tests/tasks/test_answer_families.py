@@ -150,33 +150,17 @@ TEXT = [
 ]
 
 
-@pytest.mark.parametrize(("text", "gold", "ok"), UNBOXED)
-def test_unboxed_final_answers(text, gold, ok):
-    assert verdict(text, gold) is ok
+FAMILIES = {
+    "unboxed": UNBOXED, "several": SEVERAL, "relations": RELATIONS, "equations": EQUATIONS,
+    "matrices": MATRICES, "numbers": NUMBERS, "text": TEXT,
+}
 
 
-@pytest.mark.parametrize(("text", "gold", "ok"), SEVERAL)
-def test_several_answers(text, gold, ok):
-    assert verdict(text, gold) is ok
-
-
-@pytest.mark.parametrize(("text", "gold", "ok"), RELATIONS)
-def test_relations_and_intervals(text, gold, ok):
-    assert verdict(text, gold) is ok
-
-
-@pytest.mark.parametrize(("text", "gold", "ok"), EQUATIONS)
-def test_equations(text, gold, ok):
-    assert verdict(text, gold) is ok
-
-
-@pytest.mark.parametrize(("text", "gold", "ok"), MATRICES)
-def test_matrices_and_vectors(text, gold, ok):
-    assert verdict(text, gold) is ok
-
-
-@pytest.mark.parametrize(("text", "gold", "ok"), NUMBERS)
-def test_numbers_in_the_wild(text, gold, ok):
+@pytest.mark.parametrize(
+    ("text", "gold", "ok"),
+    [pytest.param(*row, id=f"{family}-{i}") for family, rows in FAMILIES.items() for i, row in enumerate(rows)],
+)
+def test_family(text, gold, ok):
     assert verdict(text, gold) is ok
 
 
@@ -185,11 +169,6 @@ def test_rounded_decimals_only_when_asked(text, gold, ok):
     assert verdict(text, gold, ROUNDING) is ok
     if ok:
         assert verdict(text, gold) is False  # off by default
-
-
-@pytest.mark.parametrize(("text", "gold", "ok"), TEXT)
-def test_text_answers(text, gold, ok):
-    assert verdict(text, gold) is ok
 
 
 def test_answer_order_restricts_the_sources():
