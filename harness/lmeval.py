@@ -9,9 +9,10 @@ loaders (the files a task is configured with, or its hub id), the text is the st
 (or the task's few-shot teacher prompt), and scoring is the task's own extract + equivalent,
 so an accuracy there is the same computation as here.
 
-`evaluate_run(...)` runs lm-eval's Python API on a trained student of a run (a full model, or
-base + LoRA adapter through lm-eval's `peft=`), compares its per-example verdicts and texts
-with the run's saved greedy chains, and returns both (the CLI logs them to the run).
+`evaluate_folder(...)` runs lm-eval's Python API on a trained student (a full model, or base +
+LoRA adapter through lm-eval's `peft=`) and `compare(...)` checks its per-example verdicts and
+texts against our saved greedy chains (`distillbench eval-lm-eval RUN_ID` does both for a run
+and logs them to it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import yaml
 
 from harness.errors import UserError
+from harness.student import CAUSAL_SEP  # what a causal student's generation continues from
 
 # lm-eval groups: a task lands in the group of its family (a new task may set `lmeval_group`)
 GROUPS = {
@@ -36,7 +38,6 @@ GROUPS = {
 }
 PROMPTS = ("student", "teacher")
 FAMILIES = ("causal", "seq2seq")
-CAUSAL_SEP = "\n"  # harness.student.CAUSAL_SEP: what a causal student's generation continues from
 UTILS = '''"""lm-eval glue written by `distillbench export lm-eval`: every function is distillbench's own."""
 
 from harness.lmeval import doc_to_text, load_docs, majority_filter, process_results, process_voted  # noqa: F401
