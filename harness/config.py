@@ -316,7 +316,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{p}:{where} invalid YAML: {getattr(e, 'problem', e)}") from None
+        what = str(getattr(e, "problem", None) or e).strip().splitlines()[0]  # one line, whatever the error
+        raise UserError(f"{p}:{where} invalid YAML: {what}") from None
     if not isinstance(data, dict):
         raise UserError(f"{p}: expected a mapping at the top level")
     return data

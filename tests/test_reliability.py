@@ -341,3 +341,47 @@ def test_a_damaged_bank_line_drops_its_chunk_and_the_next_build_regenerates_it(t
     capsys.readouterr()
     assert [c.to_dict() for c in again.chains()] == original  # the same chains, regenerated
     assert "damaged" not in capsys.readouterr().err  # and no more warnings
+
+
+_yaml_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True), st.text(max_size=12)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(
+        ["name", "base", "grid", "task", "method", "train", "steps", "lr", "k", "teacher", "decode", "eval", "seed",
+         "schemes", "x", "student", "model", "n_test"]), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.one_of(_yaml_values, st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+def test_fuzz_the_spec_loader_gives_a_valid_grid_or_one_user_error(tmp_path, data):
+    import yaml
+
+    from harness.config import load_grid
+
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
+    try:
+        grid = load_grid(path)
+        grid.cells()
+    except UserError as e:
+        assert str(e) and "\n" not in str(e).strip()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300), st.sampled_from(["chains.jsonl", "examples.jsonl", "task.json"]))
+def test_fuzz_the_predictions_reader_gives_a_one_line_error(tmp_path, garbage, which):
+    from harness.evaluate import read_predictions
+    from tests.test_cli_aggregate import predictions
+
+    folder = tmp_path / "p"
+    if not folder.exists():
+        predictions(folder, skill=0.5)
+    saved = (folder / which).read_bytes()
+    (folder / which).write_bytes(garbage)
+    try:
+        read_predictions(folder)
+    except UserError as e:
+        assert "\n" not in str(e).strip()
+    finally:
+        (folder / which).write_bytes(saved)
