@@ -536,13 +536,15 @@ def export_lm_eval(
 def eval_lm_eval(
     run_id: Annotated[str, typer.Argument(help="An MLflow run id of a finished cell.")],
     limit: Annotated[Optional[int], typer.Option(help="The first N test examples (default: all the run decoded).")] = None,
+    task_names: Annotated[Optional[str], typer.Option("--tasks", help="Also these tasks (comma-separated), lm-eval's accuracy only: the run has no chains of theirs.")] = None,
+    data_dir: DataDirOpt = None,
     store: StoreOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Evaluate a run's trained student with lm-eval on the exported task; parity with our greedy score.
 
     Logs lm_eval/<task>/acc, lm_eval/parity and the results and samples to the run; exits 1 when
-    the per-example verdicts differ.
+    the per-example verdicts differ. --tasks evaluates the student on other tasks too.
     """
     import json
     import tempfile
@@ -592,6 +594,16 @@ def eval_lm_eval(
         (art / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
         (art / "samples.jsonl").write_text("".join(json.dumps(r, default=str) + "\n" for r in samples), encoding="utf-8")
         (art / "parity.json").write_text(json.dumps(parity.__dict__, indent=1, default=str), encoding="utf-8")
+        from tasks import task_options
+
+        root = _dir(data_dir)
+        for other in [n.strip() for n in (task_names or "").split(",") if n.strip() and n.strip() != info["name"]]:
+            opts = {"data_dir": str(root)} if root is not None and "data_dir" in task_options(other) else {}
+            res_o, samples_o = evaluate_folder(model_dir, family, other, opts, max_new, limit, max_in)
+            acc_o = res_o["results"][task_name(other)]["acc,none"]
+            out.print(f"{other}: lm-eval accuracy {100 * acc_o:.1f} on {len(samples_o)} test examples")
+            client.log_metric(run_id, f"lm_eval/{other}/acc", acc_o)
+            (art / f"results-{other}.json").write_text(json.dumps(res_o, indent=1, default=str), encoding="utf-8")
         client.log_artifacts(run_id, str(art), "lm_eval")
     if not parity.ok:
         for d in parity.differ[:5]:

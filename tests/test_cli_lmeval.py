@@ -40,13 +40,14 @@ def test_eval_lm_eval_on_a_run_logs_parity(tmp_path: Path, monkeypatch) -> None:
     store = Store(tmp_path / "store")
     grid = load_grid(ROOT / "runs" / "demo.yaml", [*SHORT, "grid.method.name=[finetune]", "grid.seed=[0]"])
     (result,) = run_grid(grid, "demo", store, show_progress=False)
-    r = cli("eval-lm-eval", result.run_id, "--limit", "12", "--store", str(store.root))
+    r = cli("eval-lm-eval", result.run_id, "--limit", "12", "--tasks", "gsm_symbolic", "--store", str(store.root))
     assert r.returncode == 0, r.stderr + r.stdout
     assert "same verdict" in r.stdout and "12/12" in r.stdout
     client = MlflowClient(store.tracking_uri)
     metrics = client.get_run(result.run_id).data.metrics
     assert metrics["lm_eval/parity"] == 1.0 and metrics["lm_eval/same_text"] == 1.0 and "lm_eval/arith/acc" in metrics
+    assert "lm_eval/gsm_symbolic/acc" in metrics and "gsm_symbolic: lm-eval accuracy" in r.stdout
     assert sorted(a.path for a in client.list_artifacts(result.run_id, "lm_eval")) == [
-        "lm_eval/parity.json", "lm_eval/results.json", "lm_eval/samples.jsonl"]
+        "lm_eval/parity.json", "lm_eval/results-gsm_symbolic.json", "lm_eval/results.json", "lm_eval/samples.jsonl"]
     r = cli("eval-lm-eval", result.run_id, "--store", str(tmp_path / "elsewhere"))
     assert r.returncode == 2 and "is neither a predictions folder nor an MLflow run id" in r.stderr
