@@ -53,7 +53,8 @@ def test_short_demo_grid_logs_everything_and_resumes(tmp_path, monkeypatch):
         assert len(client.get_metric_history(c.run_id, "valid")) == 2
         # the predictions artifact holds every chain: 1 greedy + 8 sampled per test example
         local = client.download_artifacts(c.run_id, "predictions", str(tmp_path / "dl" / c.run_id))
-        assert sorted(os.listdir(local)) == ["chains.jsonl", "examples.jsonl", "task.json"]
+        # (with the store folder's checksums, so a downloaded copy can be verified: harness.store.damage)
+        assert sorted(os.listdir(local)) == ["CHECKSUMS.json", "chains.jsonl", "examples.jsonl", "task.json"]
         lines = Path(local, "chains.jsonl").read_text().splitlines()
         assert len(lines) == 24 * 9
         assert len(Path(local, "examples.jsonl").read_text().splitlines()) == 24
