@@ -4,9 +4,10 @@ Two layers, so that tasks and methods can build on the harness without import cy
 
 - core (tasks/ and methods/ import these; they import nothing from tasks/, methods/,
   leaderboard/ or the application modules): types, errors, registry, settings, store, student, models,
-  training, decoding, aggregate, curves, scoring, compare, bank, tracking, ranker, backends/.
+  training, decoding, aggregate, curves, scoring, compare, power, bank, noise, tracking, ranker, backends/.
 - application (the pipeline on top of tasks and methods): config, teacher, importers/, evaluate,
-  run, executors, grid, dryrun, cli.
+  run, contamination_check (the grid's contamination check), executors, grid, dryrun, cli, contract
+  (the method contract).
 
 `python -m harness.check_imports` checks it (tests/harness/test_layers.py runs it).
 """

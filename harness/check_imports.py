@@ -13,9 +13,10 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parent
 CORE = (
     "types", "errors", "registry", "settings", "store", "student", "models", "training", "decoding",
-    "aggregate", "curves", "scoring", "compare", "bank", "tracking", "backends", "ranker", "cells", "contamination",
+    "aggregate", "curves", "scoring", "compare", "power", "bank", "tracking", "backends", "ranker", "cells", "contamination",
+    "noise",
 )  # fmt: skip
-APP = ("config", "teacher", "importers", "evaluate", "run", "executors", "grid", "status", "dryrun", "cli", "check_imports", "lmeval")
+APP = ("config", "teacher", "importers", "evaluate", "run", "executors", "grid", "status", "dryrun", "cli", "check_imports", "lmeval", "contract", "scaffold", "contamination_check")
 UPPER = ("tasks", "methods", "leaderboard")
 
 

@@ -55,6 +55,7 @@ KOpt = Annotated[Optional[int], typer.Option("--k", min=1, help="Sampled chains 
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature of the student (decode.temperature).")]
 TopPOpt = Annotated[Optional[float], typer.Option("--top-p", help="Nucleus sampling threshold (decode.top_p).")]
 SeedOpt = Annotated[Optional[int], typer.Option("--decode-seed", help="Sampling seed of the student (decode.seed).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse, before any training, a grid whose train questions or teacher chains duplicate a test question (README: Contamination check).")]
 
 
 def _decode_overrides(k: int | None, temperature: float | None, top_p: float | None, seed: int | None) -> list[str]:
@@ -91,6 +92,7 @@ def run(
     top_p: TopPOpt = None,
     decode_seed: SeedOpt = None,
     quiet: QuietOpt = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Run one cell from a run spec (YAML) and print its results."""
     from harness.config import load_run, with_data
@@ -98,7 +100,7 @@ def run(
 
     s = with_data(load_run(spec, [*(overrides or []), *_decode_overrides(k, temperature, top_p, decode_seed)]), _dir(data_dir), skip_bad)
     st = _store(store)
-    results = run_grid([(s.name, s)], s.name, st, tracking_uri, err, show_progress=not quiet)
+    results = run_grid([(s.name, s)], s.name, st, tracking_uri, err, show_progress=not quiet, strict=strict)
     _finish(results, tracking_uri or st.tracking_uri, s.name)
 
 
@@ -142,6 +144,7 @@ def grid(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Torch threads per cell (default: CPU cores / workers).")] = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="An existing Ray cluster (default: a local instance on 127.0.0.1).")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Start no cell after the first failure.")] = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Run every cell of a grid spec (YAML), skipping finished cells, and print the table."""
     from harness.config import load_grid, with_data
@@ -157,8 +160,50 @@ def grid(
     given = {"name": executor, "workers": workers, "threads": threads, "ray_address": ray_address}
     ex = get_executor(g.executor.model_copy(update={k: v for k, v in given.items() if v is not None}))
     st = _store(store)
-    results = run_grid(cells, g.name, st, tracking_uri, err, show_progress=not quiet, executor=ex, fail_fast=fail_fast)
+    results = run_grid(cells, g.name, st, tracking_uri, err, show_progress=not quiet, executor=ex, fail_fast=fail_fast, strict=strict or g.contamination.strict)
     _finish(results, tracking_uri or st.tracking_uri, g.name)
+
+
+@app.command()
+def contamination(
+    spec: Path,
+    overrides: Overrides = None,
+    store: StoreOpt = None,
+    data_dir: DataDirOpt = None,
+    skip_bad: SkipBadOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON (counts and matched pairs).")] = False,
+    pairs: Annotated[int, typer.Option("--pairs", min=0, help="Matched pairs shown per comparison.")] = 3,
+) -> None:
+    """The contamination check of a run or grid spec, without training: train questions and
+    teacher chains against valid and test questions, per distinct task, bank and test sets (the
+    teacher bank is built when missing)."""
+    import json
+
+    from harness import contamination_check as cc
+    from harness.config import with_data
+
+    name, specs = cc.load_specs(spec, list(overrides or []))
+    st = _store(store)
+    reports = []
+    for s in {cc.scope(s): s for s in (with_data(s, _dir(data_dir), skip_bad) for s in specs)}.values():
+        reports.append(cc.report_for(s, st))
+    if as_json:
+        out.print_json(json.dumps(reports, ensure_ascii=False))
+        return
+    for r in reports:
+        t = Table("comparison", "training side", "held out", "exact", "near", "share", title=f"{escape(name)}: {escape(r['task'])}, bank {r['bank'][:12]}")
+        for what, c in r["comparisons"].items():
+            flag = "red" if (c["exact"] or c["near"]) and not what.endswith("_vs_valid") else None
+            cell = (lambda v: f"[{flag}]{v}[/]") if flag else str
+            t.add_row(what, f"{c['sources']:,}", f"{c['targets']:,}", cell(f"{c['exact']:,}"), cell(f"{c['near']:,}"), f"{c['share']:.1%}")
+        out.print(t)
+        for what, c in r["comparisons"].items():
+            for p in c["pairs"][:pairs]:
+                how = "exact" if p["exact"] else f"{p['similarity']:.2f}"
+                out.print(f"  {what} ({how}): {p['source']} {p['source_text'][:80]!r} ~ {p['target']} {p['target_text'][:80]!r}", markup=False)
+        sets = r["settings"]
+        out.print(f"{cc.describe(r)}. Near: {sets['kind']} n-gram Jaccard >= {sets['threshold']} with the same numbers (questions), "
+                  f"containment >= {sets['containment']} (chains); MinHash {sets['num_perm']} permutations, seed {sets['seed']}.", markup=False)
 
 
 @app.command()
@@ -381,6 +426,102 @@ def diagnose(
 
 
 @app.command()
+def power(
+    a: Annotated[str, typer.Argument(help="Run A: a predictions folder or MLflow run id; several seeds as ID1,ID2,...; or GRID/CELL, every seed of a grid's cell.")],
+    b: Annotated[str, typer.Argument(help="Run B, in the same forms, scored on the same test examples.")],
+    scheme: Annotated[str, typer.Option("--scheme", help="The scheme both runs are compared under.")] = "greedy",
+    gap: Annotated[float, typer.Option("--gap", help="The accuracy gap to resolve (0.01 = 1 point).")] = 0.01,
+    alpha: Annotated[float, typer.Option("--alpha", help="Level of the two-sided test.")] = 0.05,
+    target: Annotated[float, typer.Option("--power", help="Wanted power (chance of resolving the gap when it is real).")] = 0.8,
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """How many test examples (McNemar) and seeds (t-test) resolve a gap; the smallest gap resolvable now."""
+    import numpy as np
+
+    from harness import power as pw
+
+    for name, value in (("--gap", gap), ("--alpha", alpha), ("--power", target)):
+        if not 0 < value < 1:
+            raise UserError(f"{name} must be between 0 and 1 (exclusive), got {value}")
+    uri = tracking_uri or _store(store).tracking_uri
+    refs_a, refs_b = _seed_runs(a, uri), _seed_runs(b, uri)
+    results = [correct for correct, _ in _correct_per_example((*refs_a, *refs_b), scheme, uri)]
+    ids = sorted(results[0])
+    if not ids:
+        raise UserError("nothing to plan: no scored examples")
+    for ref, correct in zip((*refs_a, *refs_b), results):
+        if set(correct) != set(ids):
+            raise UserError(f"run {ref} was scored on different test examples ({len(correct)} vs {len(ids)}): power planning needs one test set")
+    outcomes = np.array([[bool(c[i]) for i in ids] for c in results], dtype=np.float64)
+    p = pw.plan(outcomes[: len(refs_a)], outcomes[len(refs_a) :], gap, alpha, target)
+
+    def pts(x: float) -> str:
+        return "n/a" if x != x else f"{100 * x:.2f}"  # nan != nan
+
+    t = Table(f"{scheme}: resolving a gap of {pts(gap)} points (two-sided α {alpha:g}, power {target:g})", "")
+    t.add_row("seeds A / B", f"{p.seeds_a} / {p.seeds_b}")
+    t.add_row("accuracy A / B (mean over seeds)", f"{pts(p.acc_a)} / {pts(p.acc_b)}")
+    t.add_row("observed gap B - A (points)", f"{100 * p.observed_gap:+.2f}")
+    t.add_row("discordant pairs ψ", f"{100 * p.discordance:.2f}%")
+    t.add_row("test examples needed (exact McNemar; Connor's formula) / at hand", f"{p.examples_needed:,} ({p.examples_needed_approx:,}) / {p.n:,}")
+    t.add_row(f"smallest gap resolvable with {p.n:,} examples (points)", pts(p.min_gap_now))
+    both = pw.seed_variances(p.var_a, p.var_b)
+    if both is None:
+        t.add_row("seeds needed per side (t-test)", "n/a: one seed per side, no seed-to-seed variance")
+    else:
+        va, vb = both
+        t.add_row(
+            f"seed-to-seed std of accuracy A / B at {p.n:,} examples (points)",
+            f"{pts(va.at(p.n) ** 0.5)} / {pts(vb.at(p.n) ** 0.5)} (between-seed {pts(va.between**0.5)} / {pts(vb.between**0.5)})",
+        )
+        seeds = f">{pw.MAX_SEEDS:,}" if p.seeds_needed is None else str(p.seeds_needed)
+        t.add_row(f"seeds needed per side (t-test at {p.planned_n:,} examples)", seeds)
+        t.add_row(f"smallest gap resolvable with {min(p.seeds_a, p.seeds_b)} seeds per side (points)", pts(p.min_gap_seeds))
+    out.print(t)
+    out.print(_power_verdict(p), markup=False, highlight=False)
+
+
+def _power_verdict(p: Any) -> str:
+    """The plan in one sentence."""
+    g = f"{100 * p.gap:.2f}-point gap"
+    if p.examples_needed <= p.n:
+        words = f"{p.n:,} test examples are enough for a {g} with McNemar's test ({p.examples_needed:,} needed)"
+    else:
+        words = f"too few test examples for a {g}: {p.examples_needed:,} needed, {p.n:,} at hand, which resolve {100 * p.min_gap_now:.2f} points or more"
+    if p.var_a is not None or p.var_b is not None:
+        have = min(p.seeds_a, p.seeds_b)
+        if p.seeds_needed is None:
+            from harness.power import MAX_SEEDS
+
+            words += f"; over seeds, not even {MAX_SEEDS:,} per side resolve it"
+        else:
+            enough = "enough" if p.seeds_needed <= have else "too few"
+            words += f"; over seeds, {p.seeds_needed} per side needed at {p.planned_n:,} examples ({have} at hand: {enough})"
+    return words + "."
+
+
+def _seed_runs(ref: str, uri: str) -> list[str]:
+    """The runs a `power` argument names: a folder or run id, ID1,ID2,... (one per seed), or
+    GRID/CELL (every finished seed of the cell; CELL with or without its seed=... part)."""
+    if Path(ref).expanduser().is_dir():
+        return [ref]
+    if "/" in ref and "=" in ref:
+        from leaderboard.data import group_by_seed, group_label, load_cells
+
+        grid, cell = ref.split("/", 1)
+        groups = [g for g in group_by_seed(load_cells(uri, grid)) if g.label == group_label(cell)]
+        if len(groups) != 1:
+            found = "no finished cell" if not groups else f"{len(groups)} groups of cells"
+            raise UserError(f"{ref!r}: {found} {group_label(cell)!r} in grid {grid!r} ({uri})")
+        return [r.run_id for r in groups[0].rows]
+    refs = [r for r in ref.split(",") if r]
+    if not refs:
+        raise UserError(f"{ref!r} names no run")
+    return refs
+
+
+@app.command()
 def leaderboard(
     store: StoreOpt = None,
     tracking_uri: TrackingOpt = None,
@@ -417,6 +558,61 @@ def results(experiment: Annotated[Optional[str], typer.Argument(help="Experiment
     from leaderboard.table import print_table
 
     print_table(tracking_uri or _store(store).tracking_uri, experiment, out)
+
+
+@app.command("noise-curve")
+def noise_curve(
+    grid: Annotated[str, typer.Argument(help="A grid spec (YAML) or a grid's name (its MLflow experiment).")],
+    overrides: Overrides = None,
+    scheme: Annotated[str, typer.Option("--scheme", help="The scheme whose test accuracy is plotted.")] = "greedy",
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the chart: .png, .json (Vega-Lite) or .html.")] = None,
+    store: StoreOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Each method's test accuracy (95% interval) against the teacher-noise rate of a grid
+    (teacher.wrong_rate or teacher.noise.rate), with its drop and slope; --out writes the chart."""
+    from harness.config import load_grid
+    from harness.errors import check_name
+    from leaderboard.data import load_cells
+    from leaderboard.noise import AXES, fmt_rate, latest_per_cell, noise_curves, table, write_chart
+
+    path = Path(grid)
+    axis, cells = None, None
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        g = load_grid(path, overrides or [])
+        name, cells = g.name, {c for c, _ in g.cells()}
+        axes = [a for a in AXES if a in g.grid]
+        if not axes:
+            raise UserError(f"grid {g.name!r} has no noise axis: add grid: {{teacher.wrong_rate: [...]}} or {{teacher.noise.rate: [...]}}")
+        axis = axes[-1]  # both: the noise on the bank is what the grid varies last
+    else:
+        if overrides:
+            raise UserError("overrides need the grid spec, not its name")
+        name = check_name(grid, "grid name")
+    uri = tracking_uri or _store(store).tracking_uri
+    rows = load_cells(uri, name)
+    if cells is not None:  # only this spec's cells (the experiment may hold other versions' runs)
+        rows = [r for r in rows if r.cell in cells]
+    if not rows:
+        raise UserError(f"no finished runs of grid {name!r} at {uri} (run it first: distillbench grid SPEC)")
+    rows, older = latest_per_cell(rows)
+    nc = noise_curves(rows, scheme, axis)
+    header, body = table(nc)
+    finished = f"; {len(rows)} of {len(cells)} cells finished" if cells is not None else ""
+    t = Table(title=escape(f"{name}: test accuracy, {scheme} (%), against {nc.axis}: mean over seeds [95% interval]{finished}"))
+    for h in header:
+        t.add_column(escape(h), justify="left" if h == "method" else "right")
+    for r in body:
+        t.add_row(*(escape(x) for x in r))
+    out.print(t)
+    out.print(f"drop: accuracy at {fmt_rate(nc.rates[0])} minus at {fmt_rate(nc.rates[-1])}, in points "
+              "(paired bootstrap over the same test examples); slope: least squares over the rates", markup=False)
+    for s in nc.skipped:
+        err.print(f"not shown: {s}", markup=False)
+    if older:
+        err.print(f"{older} older runs of the same cells ignored (the latest of each cell is shown)", markup=False)
+    if out_file is not None:
+        out.print(f"chart: {write_chart(nc, out_file, title=f'{name}: teacher-noise curves ({scheme})')}", markup=False)
 
 
 @app.command()
@@ -468,6 +664,47 @@ def methods() -> None:
         opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(m.config))
         t.add_row(name, m.consumes, opts or "-", m.citation)
     out.print(t)
+
+
+@app.command()
+def contract(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Methods to check (default: every registered method).")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Check again even when this version of the method was checked.")] = False,
+) -> None:
+    """Check methods against the method contract (what `grid` requires), clause by clause."""
+    from harness import contract as contracts
+    from methods import METHODS, get_method
+
+    failed = []
+    for name in names or list(METHODS):
+        get_method(name)  # a one-line error with "did you mean" for an unknown name
+        report = contracts.cached(name, lambda what: err.print(f"checking {what}", markup=False), fresh=fresh)
+        t = Table(title=f"{name}: {'passes' if report.ok else 'FAILS'} its contract ({report.seconds:.0f} s when checked)")
+        t.add_column("clause")
+        t.add_column("")
+        t.add_column("detail", overflow="fold")
+        for c in report.clauses:
+            t.add_row(c.name, {True: "ok", False: "FAILED", None: "-"}[c.ok], c.detail)
+        out.print(t)
+        if not report.ok:
+            failed.append(name)
+    if failed:
+        err.print(f"{len(failed)} method(s) fail their contract: {', '.join(failed)} (grid refuses them)", markup=False)
+        raise typer.Exit(1)
+
+
+@app.command("new-method")
+def new_method(
+    name: Annotated[str, typer.Argument(help="The method's name: a Python module name, e.g. rft.")],
+    root: Annotated[Path, typer.Option("--root", help="The project folder holding methods/ and tests/.")] = Path("."),
+) -> None:
+    """Write methods/NAME.py and its test from a commented template, and register it."""
+    from harness.scaffold import write
+
+    for path in write(name, root):
+        out.print(f"wrote {path}", markup=False)
+    out.print(f"next: edit the loss and items in methods/{name}.py, then `distillbench contract {name}` "
+              f"and `pytest tests/methods/test_{name}.py`", markup=False)
 
 
 @app.command("tiny-model")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
 
 from harness.errors import UserError, check_name, did_you_mean
 from harness.settings import RankerConfig, TinyConfig, TrainConfig
@@ -45,6 +45,16 @@ class MethodSpec(Open):
     """`name` plus fields of the method's config dataclass, e.g. {name: dss, alpha: 0.5}."""
 
 
+class NoiseSpec(Strict):
+    """Teacher noise on any bank (harness/noise.py; README: Teacher-noise curves): per example, a
+    share `rate` of its positives replaced by its own negatives (`own`) or by negatives of other
+    examples (`other`), drawn with `seed`. Derived from the generated bank, never regenerated."""
+
+    rate: float = Field(ge=0.0, le=1.0)
+    swap: Literal["own", "other"] = "own"
+    seed: int = 0
+
+
 class TeacherSpec(Strict):
     name: str = "oracle"  # oracle | gold | hf | vllm | openai | dss | tdg (harness/teacher.py BACKENDS)
     k: int = Field(1, ge=1, le=1024)  # chains per example
@@ -63,6 +73,17 @@ class TeacherSpec(Strict):
     # max_concurrency, timeout_s, max_retries, ...); `model` above names the served model.
     # Only the NAME of the key's environment variable is ever in a spec.
     openai: dict[str, Any] = Field(default_factory=dict)
+    # wrong chains swapped in for a share of the bank's positives, e.g. {rate: 0.3, swap: other}
+    noise: NoiseSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _unset_noise_unwritten(self, handler: Any) -> dict[str, Any]:
+        # no `noise: null` in dumps: the bank keys, cell hashes and params of every spec that
+        # does not set it stay what they were before the field existed
+        d = handler(self)
+        if isinstance(d, dict) and "noise" in d and d["noise"] is None:
+            del d["noise"]
+        return d
 
 
 # `student.tiny:` is the tiny model builder's own config (harness/settings.py)
@@ -138,6 +159,13 @@ class Resources(Strict):
     gpus: float = Field(0.0, ge=0)
 
 
+class ContaminationSpec(Strict):
+    """A grid spec's `contamination:` section (harness/contamination_check.py): `strict: true`
+    refuses a grid whose training data duplicates a test question, as `--strict` does."""
+
+    strict: bool = False
+
+
 class ExecutorSpec(Strict):
     """A grid spec's `executor:` section (harness/executors.py); `--executor`, `--workers` and
     `--ray-address` on the command line override it."""
@@ -193,6 +221,7 @@ class GridSpec(Strict):
     base: dict[str, Any]
     grid: dict[str, list[Any]] = {}
     executor: ExecutorSpec = ExecutorSpec()
+    contamination: ContaminationSpec = ContaminationSpec()
 
     def cells(self) -> list[tuple[str, RunSpec]]:
         """(cell name, validated run spec) for every point of the grid."""
@@ -225,9 +254,13 @@ def value_labels(values: list[Any]) -> list[str]:
 
 
 def axis_label(key: str) -> str:
-    """Short column name for a grid axis: 'method.name' -> 'method', 'student.family' -> 'family'."""
+    """Short column name for a grid axis: 'method.name' -> 'method', 'student.family' -> 'family';
+    in a nested section with its section, 'teacher.noise.rate' -> 'noise.rate' ('rate' alone
+    would not say which)."""
     head, _, last = key.rpartition(".")
-    return head.rpartition(".")[2] if last == "name" and head else last
+    if last == "name" and head:
+        return head.rpartition(".")[2]
+    return f"{head.rpartition('.')[2]}.{last}" if "." in head else last
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -338,6 +371,9 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> GridSpec:
     """Overrides apply to the base (`train.steps=5`) or replace an axis (`grid.method.name=[dss]`)."""
     data = load_yaml(path)
     _check_keys(data, GridSpec)
+    for section in ("base", "grid"):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise UserError(f"{path}: `{section}:` must be a mapping (key: value lines), not {type(data[section]).__name__}")
     data = {**data, "base": dict(data.get("base") or {}), "grid": dict(data.get("grid") or {})}
     for o in overrides:
         k, v = parse_override(o)

@@ -141,13 +141,27 @@ def fmt_params(n: float | None) -> str:
     return f"{n / 1e9:.2f}B params" if n >= 1e9 else f"{n / 1e6:.1f}M params"
 
 
+def contract_state(method: str) -> str:
+    """What the dry run says of a method's contract (harness/contract.py): its cached verdict or
+    that the grid will check it."""
+    from harness.contract import known
+
+    report = known(method)
+    if report is None:
+        return "not checked yet (the grid checks them before any work, seconds each)"
+    failure = report.failure
+    return "pass" if report.ok else f"FAIL clause {failure.name!r} ({failure.detail})" if failure else "FAIL"
+
+
 def dry_run(cells: Sequence[tuple[str, RunSpec]], out: Console) -> None:
     """List every cell with its data, student weights and estimated cost; download nothing."""
     missing = missing_weights = 0
     total_hours, unknown_cost = 0.0, 0
     checked: dict[str, object] = {}
+    methods: dict[str, None] = {}  # the grid's methods and those they build on, in order
     for cell, s in cells:
         p = prepare(s)
+        methods.update(dict.fromkeys((*p.method.stages_of(p.method_cfg), p.method.name)))
         counts, errors = [], {}
         for split in ("train", "valid", "test"):
             try:  # loading is what fails first on a real task: a missing or malformed data file
@@ -181,7 +195,9 @@ def dry_run(cells: Sequence[tuple[str, RunSpec]], out: Console) -> None:
         t = s.teacher
         model = f":{t.model}" if t.model else ""
         sampling = f", T={t.temperature:g}" if t.name in ("hf", "vllm", "openai") else ""
-        teacher = f"{t.name}{model}(k={t.k}{sampling}, label={t.label})"
+        noise = f", noise={t.noise.rate:g}/{t.noise.swap}" if t.noise is not None else ""
+        slips = f", wrong_rate={t.wrong_rate:g}" if t.name == "oracle" and t.wrong_rate else ""
+        teacher = f"{t.name}{model}(k={t.k}{sampling}{slips}, label={t.label}{noise})"
         method_opts = ",".join(f"{k}={v}" for k, v in s.method.options.items())
         out.print(
             f"{cell}: task={s.task.name}{'[' + opts + ']' if opts else ''} ({data}) teacher={teacher} "
@@ -211,6 +227,10 @@ def dry_run(cells: Sequence[tuple[str, RunSpec]], out: Console) -> None:
             out.print(f"    {s.method.name} {i}/{len(plan)}: {line}", markup=False)
         if p.method.teacher_calls is not None:  # a method that calls the teacher while training (FDD)
             out.print(f"    {s.method.name}: {p.method.teacher_calls(p.method_cfg, counts[0] or 0)}", markup=False)
+    states: dict[str, list[str]] = {}
+    for m in methods:
+        states.setdefault(contract_state(m), []).append(m)
+    out.print("method contracts: " + "; ".join(f"{state}: {', '.join(ms)}" for state, ms in states.items()), markup=False)
     notes = [f"{missing} with missing data"] if missing else []
     if missing_weights:
         notes.append(f"{missing_weights} with missing weights")

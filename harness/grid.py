@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness import cells as markers
+from harness import contract
 from harness.config import GridSpec, RunSpec
 from harness.errors import UserError, redact
 from harness.executors import CellJob, Executor, Sequential
@@ -155,15 +156,22 @@ def run_grid(
     show_progress: bool = True,
     executor: Executor | None = None,
     fail_fast: bool = False,
+    strict: bool = False,
 ) -> list[CellResult]:
     """Plan, build the shared stages once, then hand the cells to the executor (in this process,
-    one after another, by default). Failed cells come back with CellResult.error set."""
+    one after another, by default). Failed cells come back with CellResult.error set. The
+    contamination check runs with the shared stages; `strict` refuses (UserError) a grid whose
+    training data duplicates a test question, before any cell trains."""
+    from harness import contamination_check
+
     console = console or Console(stderr=True)
     executor = executor or Sequential()
     cells = grid.cells() if isinstance(grid, GridSpec) else grid
+    methods: list[str] = []
     for _, spec in cells:  # every name and model resolves before any work starts
-        prepare(spec)
+        p = prepare(spec)
         check_models(spec)
+        methods += [m for m in (*p.method.stages_of(p.method_cfg), p.method.name) if m not in methods]
     tracker = Tracker(store, name, tracking_uri)
     live = show_progress and executor.in_workers
     jobs = [
@@ -175,21 +183,42 @@ def run_grid(
     # once; a stage that fails fails the cells that need it, and only those
     finished = {job.index: run_id for job in jobs if (run_id := tracker.finished_run(cell_hash(job.spec))) is not None}
     todo = [job for job in jobs if job.index not in finished]
+    if todo:  # a method that fails its contract (harness/contract.py) is refused before any work
+        contract.require(methods, lambda what: console.print(f"[dim]method contract: {escape(what)} (once per version of its code)[/]"))
     groups: dict[str, list[CellJob]] = {}
     for job in todo:
         groups.setdefault(shared_key(job.spec), []).append(job)
     failed: dict[int, CellResult] = {}
+    reports: list[dict[str, Any]] = []
     for i, group in enumerate(groups.values(), 1):
         console.print(f"[dim]shared stages {i}/{len(groups)}: teacher bank and student of {escape(group[0].cell)}[/]")
-        try:
-            build_shared(group[0].spec, store)
-        except Exception as e:
-            tb = traceback.format_exc()
-            console.print(f"[red]shared stages of {escape(group[0].cell)} failed[/]: {escape(one_line(e))}")
-            for job in group:
-                failed[job.index] = record_failure(store, tracker, job, f"shared stage: {one_line(e)}", tb)
-            if fail_fast:
-                break
+        # the contamination check of each distinct task, bank and test sets (cached in the store);
+        # cells sharing a bank may differ in their test sets, so a check fails only its own cells
+        scopes: dict[str, list[CellJob]] = {}
+        for job in group:
+            scopes.setdefault(contamination_check.scope(job.spec), []).append(job)
+        for stage, jobs_of in [(None, group), *((scope, members) for scope, members in scopes.items())]:
+            try:
+                if stage is None:
+                    build_shared(group[0].spec, store)
+                else:
+                    reports.append(contamination_check.report_for(jobs_of[0].spec, store))
+            except Exception as e:
+                tb = traceback.format_exc()
+                what = "shared stages" if stage is None else "contamination check"
+                console.print(f"[red]{what} of {escape(jobs_of[0].cell)} failed[/]: {escape(one_line(e))}")
+                for job in jobs_of:
+                    failed[job.index] = record_failure(store, tracker, job, f"shared stage: {one_line(e)}", tb)
+                if stage is None:
+                    break
+        if fail_fast and failed:
+            break
+    for report in {r["key"]: r for r in reports}.values():
+        if contamination_check.totals(report)["all_tests_total"]:
+            line = f"contaminated: {contamination_check.describe(report)}"
+            if strict:
+                raise UserError(f"{line}; --strict refuses it (distillbench contamination SPEC lists every pair)")
+            console.print(f"[yellow]warning[/]: {escape(line)}", highlight=False)
     runnable = [job for job in todo if job.index not in failed]
     if fail_fast and failed:
         runnable = []

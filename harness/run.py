@@ -36,7 +36,7 @@ from harness.settings import RankerConfig
 from harness.store import Store, atomic_write_text, content_key, intact, read_jsonl, write_checksums, write_jsonl
 from harness.student import Student
 from harness.tracking import Tracker, machine_tags
-from harness.training import TrainConfig, TrainContext
+from harness.training import TrainConfig, TrainContext, TrainResult, declared
 from harness.types import Chain, Example
 from methods import get_method, make_config
 from methods.base import MethodDef
@@ -154,6 +154,10 @@ def run_cell(
     # 2. teacher bank: K chains per train example, split into positives and negatives
     with clock("teacher bank"):
         bank_key, bank = teacher_bank(p.task, train, valid, spec, store)
+        # teacher.noise swaps wrong chains into what the student trains on; the tiny student is
+        # built from the generated bank, so every noise rate starts from the same student
+        clean_key, clean = bank_key, bank
+        bank_key, bank, noise = noisy_bank(spec, bank_key, bank)
     positives, negatives = defaultdict(list), defaultdict(list)
     for c in bank:
         (positives if c.correct else negatives)[c.example_id].append(c)
@@ -165,7 +169,7 @@ def run_cell(
 
     # 3. the student before training: a tiny model built here once, or a hub id / local path
     with clock("student"):
-        model_ref = student_source(spec, p.task, train, bank, bank_key, store)
+        model_ref = student_source(spec, p.task, train, clean, clean_key, store)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lengths = dict(max_input_len=spec.student.max_input_len, max_target_len=spec.student.max_target_len)
 
@@ -193,6 +197,17 @@ def run_cell(
         log.metrics({"baseline/most_frequent": result.baseline, "data/train": len(train), "data/valid": len(valid), "data/test": len(test)})
         # what the teacher bank cost: chains and generated tokens (the leaderboard's cost view)
         log.metrics({"teacher/chains": len(bank), "teacher/tokens": sum(c.n_tokens for c in bank)})
+        # train questions and bank chains against valid and test (cached: the grid's shared pass
+        # computed it before any cell trained; harness/contamination_check.py)
+        from harness import contamination_check
+
+        contamination = contamination_check.cell_report(spec, train, valid, bank_key, bank, store)
+        contamination_check.log_report(log, contamination, store)
+        if bank:  # the share of wrong train chains: the noise a cell actually trained with
+            log.metrics({"teacher/wrong_share": sum(not c.correct for c in bank) / len(bank)})
+        if noise is not None:  # what teacher.noise did (harness/noise.py), and the bank it came from
+            log.metrics(noise.metrics())
+            log.tags({"teacher_bank_generated": clean_key})
         log.tags({"baseline_answer": base_answer})
         skipped = list(p.task.skipped())
         if skipped:  # --skip-bad: the count is a metric, every skipped row is in the artifact
@@ -267,6 +282,9 @@ def run_cell(
         log.artifact(pred_dir, "predictions")
         if (ckpt / "artifacts").is_dir():  # what the method wrote for readers (FDD: every generated problem)
             log.artifact(ckpt / "artifacts", "method")
+            # the problems it wrote and trained on against valid and test: step 1, after training
+            if (gen := contamination_check.generated_report(contamination, ckpt / "artifacts", spec, valid, store, skey)) is not None:
+                contamination_check.log_report(log, gen, store, step=1, only=("generated", "generated_chains"))
 
         # 7. out-of-distribution test sets (cached like test): decoded and scored, never selected on
         for ood in (get_task(t.name, **t.options) for t in e.test_sets):
@@ -339,7 +357,9 @@ def shared_key(spec: RunSpec) -> str:
     """Cells with equal keys share their teacher bank and their untrained (tiny) student."""
     s = spec.student
     student = {"family": s.family, "tiny": tiny_config(spec).model_dump()} if s.model == "tiny" else s.model
-    return content_key({"task": spec.task.model_dump(mode="json"), "teacher": spec.teacher.model_dump(mode="json"), "student": student})
+    # without teacher.noise: cells at every noise rate share the generated bank and the student
+    teacher = spec.teacher.model_dump(mode="json", exclude={"noise"})
+    return content_key({"task": spec.task.model_dump(mode="json"), "teacher": teacher, "student": student})
 
 
 def build_shared(spec: RunSpec, store: Store) -> None:
@@ -379,6 +399,30 @@ def teacher_bank(task: Task, train: Sequence[Example], valid: Sequence[Example],
     bank, _ = teachers.build_bank(task, [*train, *valid], spec.teacher, store)
     train_ids = {e.id for e in train}
     return bank.key, [c for c in bank.chains() if c.example_id in train_ids]
+
+
+def noisy_bank(spec: RunSpec, bank_key: str, chains: list[Chain]) -> tuple[str, list[Chain], Any]:
+    """(key, chains, NoiseReport or None): the train chains with teacher.noise applied
+    (harness/noise.py), keyed by the generated bank and the noise; unchanged without noise. Only
+    the train chains: the valid split's chains (the ranker's held-out pairs) stay as generated."""
+    from harness.noise import apply_noise, noise_key
+
+    n = spec.teacher.noise
+    if n is None:
+        return bank_key, chains, None
+    out, report = apply_noise(chains, n.rate, n.swap, n.seed)
+    if report.target and not report.swapped:
+        raise UserError(
+            f"teacher.noise: bank {bank_key[:12]} has no wrong chain to swap in for {report.target} positives "
+            f"({'no example has both' if n.swap == 'own' else 'no example has a negative'}): "
+            + ("try teacher.noise.swap=other or " if n.swap == "own" else "") + "use a teacher that makes mistakes (k > 1, wrong_rate > 0)"
+        )
+    if report.unswappable:
+        import sys
+
+        print(f"warning: teacher.noise: {report.unswappable} of {report.target} positives kept in {report.unswappable_examples} "
+              f"examples without a negative to swap in (swap: {n.swap}); wrong share {report.wrong_share:.1%}", file=sys.stderr)
+    return noise_key(bank_key, n.model_dump(mode="json")), out, report
 
 
 def ranker_config(spec: RunSpec) -> RankerConfig:
@@ -617,32 +661,53 @@ def trained_checkpoint(
             history.append({"step": step, **metrics})
             log.metrics(metrics, step)
 
-        ctx = TrainContext(
-            student=Student.load(model_ref, device, lora=p.spec.student.lora, seed=p.spec.seed, **lengths),
-            task=p.task,
-            train=train,
-            positives=positives,
-            negatives=negatives,
-            config=train_config(p.spec),
-            evaluate=lambda s: valid_accuracy(s, p, valid),
-            out_dir=work,
-            log=record,
-            show_progress=show_progress,
-            stage=stage,
-            models=models,
-            **(teacher_access(p, valid, store) if "teacher" in p.method.inputs else {}),
-        )
-        res = p.method.train(ctx, p.method_cfg)
+        res, student = train_method(p, model_ref, train, valid, positives, negatives, store, work, record, device, lengths,
+                                    show_progress, models, stage)
         log.metrics({"train/best_step": res.best_step, "train/best_valid": res.best_valid, "train/seconds": res.seconds})
         write_jsonl(work / "history.jsonl", history)
         atomic_write_text(work / "result.json", json.dumps(dataclasses.asdict(res)))
-        trained.append(ctx.student)  # a method may replace the student it was given (NAT)
+        trained.append(student)
 
     # one trainer per checkpoint: a second process (a cell whose model builds on this one, in
     # another worker) waits for it, then reuses it
     if build_in_work_dir(ckpt, build, wait=True):
         return ckpt, trained[0]
     return trained_checkpoint(p, *args, log, device, lengths, show_progress)
+
+
+def train_method(
+    p: Prepared,
+    model_ref: str,
+    train: Sequence[Example],
+    valid: Sequence[Example],
+    positives: dict[str, list[Chain]],
+    negatives: dict[str, list[Chain]],
+    store: Store,
+    work: Path,
+    log: Callable[[dict[str, float], int], None],
+    device: str,
+    lengths: dict[str, int],
+    show_progress: bool,
+    models: dict[str, Path],
+    stage: Any = None,
+) -> tuple[TrainResult, Student]:
+    """Train the cell's method in `work` (resumed there after a kill): the untrained student, the
+    data the method declares (harness.training.declared), selection on valid. Returns the result
+    and the trained student (a method may replace the one it was given: NAT). `stage` None builds
+    shared stages inside `work` (the method contract's runs, harness/contract.py)."""
+    ctx = TrainContext(
+        student=Student.load(model_ref, device, lora=p.spec.student.lora, seed=p.spec.seed, **lengths),
+        **declared(p.method.name, p.method.inputs, p.task, train, positives, negatives),
+        config=train_config(p.spec),
+        evaluate=lambda s: valid_accuracy(s, p, valid),
+        out_dir=work,
+        log=log,
+        show_progress=show_progress,
+        stage=stage,
+        models=models,
+        **(teacher_access(p, valid, store) if "teacher" in p.method.inputs else {}),
+    )
+    return p.method.train(ctx, p.method_cfg), ctx.student
 
 
 def greedy_answers(student: Student, p: Prepared, examples: Sequence[Example]) -> list[str | None]:

@@ -201,7 +201,8 @@ def bank_manifest(task: Any, examples: Sequence[Example], t: Any) -> dict[str, A
         # 2: teacher chains carry rationale / statement; a bank of the older format is rebuilt
         "chain_format": 2,
         "task": task_key(task),
-        "teacher": t.model_dump(mode="json"),
+        # teacher.noise is not generation: a noisy view is derived from this bank (harness/noise.py)
+        "teacher": t.model_dump(mode="json", exclude={"noise"}),
         "examples": content_key([e.id for e in examples]),
     }
 
@@ -260,7 +261,7 @@ class ProblemTeacher:
         """What determines the problems and chains it writes (part of a generated bank's key)."""
         from tasks.generation import PROMPT_VERSION, family_of
 
-        return {"teacher": self.spec.model_dump(mode="json"), "prompts": PROMPT_VERSION, "family": family_of(self.task)}
+        return {"teacher": self.spec.model_dump(mode="json", exclude={"noise"}), "prompts": PROMPT_VERSION, "family": family_of(self.task)}
 
     @property
     def decoder(self) -> Any:

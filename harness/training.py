@@ -28,7 +28,8 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +42,7 @@ from harness.errors import UserError
 from harness.settings import TrainConfig
 from harness.store import atomic_write_text, file_digest
 from harness.student import Student
+from harness.types import Example
 
 Item = dict[str, Any]
 LossFn = Callable[[Student, Sequence[Item]], tuple[torch.Tensor, dict[str, float]]]
@@ -436,6 +438,81 @@ def fit(
     return result if evaluate is not None else dataclasses.replace(result, best_valid=math.nan)
 
 
+class UndeclaredInput(UserError):
+    """A method read, while training, what its MethodDef.inputs does not declare (gold labels,
+    teacher positives or negatives) or a held-out split: the comparison would not be fair."""
+
+
+class Withheld(Mapping[str, list[Any]]):
+    """The chains of a kind a method did not declare: any read is an UndeclaredInput."""
+
+    def __init__(self, method: str, kind: str) -> None:
+        self.method, self.kind = method, kind
+
+    def _refuse(self) -> UndeclaredInput:
+        return UndeclaredInput(f"method {self.method!r} read the teacher's {self.kind} but does not declare "
+                               f"{self.kind!r} in its MethodDef.inputs")
+
+    def __getitem__(self, key: str) -> list[Any]:
+        raise self._refuse()
+
+    def __iter__(self) -> Iterator[str]:
+        raise self._refuse()
+
+    def __len__(self) -> int:
+        raise self._refuse()
+
+
+@dataclass(frozen=True)
+class GoldWithheld(Example):
+    """A train example of a method that does not declare "gold": its question and choices are
+    there, its gold answer and gold rationale are not (reading either is an UndeclaredInput)."""
+
+    method: str = ""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("answer", "rationale"):
+            method = object.__getattribute__(self, "method")
+            raise UndeclaredInput(f"method {method!r} read the gold {name} of a train example but does not declare "
+                                  "'gold' in its MethodDef.inputs")
+        return object.__getattribute__(self, name)
+
+    @classmethod
+    def of(cls, ex: Example, method: str) -> GoldWithheld:
+        return cls(id=ex.id, question=ex.question, answer=ex.answer, choices=ex.choices, rationale=ex.rationale, meta=ex.meta, method=method)
+
+
+class TrainingTask:
+    """The task as a method sees it while training: every member of the task, but no split other
+    than train can be loaded (valid reaches a method only through `evaluate`, test never)."""
+
+    def __init__(self, task: Any, method: str) -> None:
+        self._task, self._method = task, method
+
+    def load(self, split: str) -> list[Example]:
+        if split != "train":
+            raise UndeclaredInput(f"method {self._method!r} loaded the {split} split while training: methods train on "
+                                  "ctx.train, and see valid only through ctx.evaluate")
+        return self._task.load(split)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task, name)
+
+
+def declared(method: str, inputs: AbstractSet[str], task: Any, train: Sequence[Example],
+             positives: Mapping[str, list[Any]], negatives: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """TrainContext fields holding only what the method declares (MethodDef.inputs): train
+    examples without their gold answers unless "gold", Withheld chains unless "positives" /
+    "negatives", and a task that loads no held-out split. What keeps a comparison fair is what a
+    method is handed, not what it promises."""
+    return {
+        "task": TrainingTask(task, method),
+        "train": list(train) if "gold" in inputs else [GoldWithheld.of(ex, method) for ex in train],
+        "positives": positives if "positives" in inputs else Withheld(method, "positives"),
+        "negatives": negatives if "negatives" in inputs else Withheld(method, "negatives"),
+    }
+
+
 @dataclass
 class TrainContext:
     """Everything a method's `train` receives; the same for every method, so only the loss differs.
@@ -460,8 +537,8 @@ class TrainContext:
     student: Student
     task: Any
     train: Sequence[Any]  # Example
-    positives: dict[str, list[Any]]  # Chain
-    negatives: dict[str, list[Any]]
+    positives: Mapping[str, list[Any]]  # Chain (Withheld when the method does not declare them)
+    negatives: Mapping[str, list[Any]]
     config: TrainConfig
     evaluate: Evaluate
     out_dir: Path
@@ -475,6 +552,9 @@ class TrainContext:
     predict: Callable[[Student, Sequence[Any]], list[str | None]] | None = None
 
     def fit(self, items: Sequence[Item], loss_fn: LossFn, companion: Companion | None = None) -> TrainResult:
+        """`fit` with this context's student, budget, selection, work folder and log; the number
+        of items goes to the log first (`data/train_items`: every method reports what it trained on)."""
+        self.log({"data/train_items": float(len(items))}, 0)
         return fit(self.student, items, loss_fn, self.config, self.evaluate, self.out_dir, self.log, self.show_progress, companion)
 
     def cached(self, kind: str, key: dict[str, Any], build: Callable[[Path], None]) -> Path:

@@ -132,12 +132,17 @@ def main_view(uri: str, rows: list[data.CellRow], scheme: str, filters: tuple[tu
 
     frame = pd.DataFrame(grid, columns=header)
     frame.insert(1, "kind", [r.kind for r in table.rows])
+    # beside the accuracy: test questions the training data duplicates (README: Contamination check)
+    frame["contam."] = data.contamination_column(table, rows)
     # a static table: its text is in the page (readable, selectable, testable in a browser)
     st.table(frame.set_index("method"))
     flags = [(r.label, c, f) for r in table.rows for c, cell in r.cells.items() for f in cell.flags]
     if flags:
         st.warning("Fairness: these cells differ from the rest of their column")
         st.dataframe(pd.DataFrame(flags, columns=["method", "test set", "what differs"]), hide_index=True, key="flags")
+    if any(c.endswith("!") for c in frame["contam."]):
+        st.warning("contam.: test questions the row's training data (train questions, teacher chains, generated problems) "
+                   "duplicates exactly or nearly, most over its runs; its accuracy may be inflated (distillbench contamination SPEC)")
     old = sum(1 for r in rows if scheme in r.acc and not r.has_correct(scheme))
     if old:
         st.caption(f"{old} runs carry no per-example results (logged before they were recorded): shown without ties")
@@ -288,6 +293,39 @@ def teacher_view(run: data.CellRow) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="teacher_chains")
 
 
+def noise_view(rows: list[data.CellRow], scheme: str) -> None:
+    """Each method's test accuracy against the teacher-noise rate of a grid with a noise axis
+    (teacher.wrong_rate or teacher.noise.rate), with 95% error bars (leaderboard/noise.py)."""
+    import pandas as pd
+
+    from harness.errors import UserError
+    from leaderboard import noise
+
+    grids = []
+    for g in dict.fromkeys(r.grid for r in rows):
+        try:
+            noise.find_axis([r for r in rows if r.grid == g])
+            grids.append(g)
+        except UserError:
+            continue
+    if not grids:
+        st.info("No grid here has a noise axis: run one with grid: {teacher.wrong_rate: [...]} or "
+                "{teacher.noise.rate: [...]} (README: Teacher-noise curves).")
+        return
+    grid = st.selectbox("grid", grids, key="noise_grid")
+    picked, _ = noise.latest_per_cell([r for r in rows if r.grid == grid])
+    try:
+        nc = noise.noise_curves(picked, scheme)
+    except UserError as e:
+        st.info(str(e))
+        return
+    st.altair_chart(noise.altair_chart(nc, title=f"{grid}: teacher-noise curves ({scheme})"), width="stretch", key="noise_chart")
+    header, body = noise.table(nc)
+    st.table(pd.DataFrame(body, columns=header).set_index("method"))
+    st.caption(f"{nc.axis}: mean over seeds [95% interval] (n seeds); drop = accuracy at the lowest rate minus at the "
+               "highest, in points [paired bootstrap over the same test examples]; slope per 10 points of noise")
+
+
 def exports_view(table: data.MainTable) -> None:
     st.download_button("CSV", data.to_csv(table), file_name="leaderboard.csv", mime="text/csv", key="dl_csv")
     md = data.to_markdown(table)
@@ -308,7 +346,7 @@ def main() -> None:
     st.title("distillbench leaderboard")
     st.caption(f"{len(rows)} finished runs · {uri}")
     rows, scheme, filters = sidebar(rows)
-    tabs = st.tabs(["Main table", "Aggregation", "Cost", "Negative-data diagnostics", "Drill-down", "Exports"])
+    tabs = st.tabs(["Main table", "Aggregation", "Cost", "Negative-data diagnostics", "Drill-down", "Exports", "Noise curves"])
     with tabs[0]:
         table = main_view(uri, rows, scheme, filters)
     with tabs[1]:
@@ -321,6 +359,8 @@ def main() -> None:
         drilldown_view(uri, rows, scheme)
     with tabs[5]:
         exports_view(table)
+    with tabs[6]:
+        noise_view(rows, scheme)
 
 
 main()

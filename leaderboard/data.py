@@ -617,6 +617,31 @@ def _fmt(c: Cell | None, marks: bool = True) -> str:
     return text
 
 
+CONTAMINATION = "data/contamination/test_total"  # harness/contamination_check.py: test questions training data duplicates
+CONTAMINATION_SHARE = "data/contamination/test_total_share"
+
+
+def contamination_column(t: MainTable, rows: list[CellRow]) -> list[str]:
+    """Per table row, beside its accuracies: the most test questions any of its runs' training
+    data (train questions, teacher chains, generated problems) duplicates, exactly or nearly, with
+    its share of the test set; `!` when there are any, "-" for runs logged before the check, ""
+    for reported rows."""
+    by_id = {r.run_id: r for r in rows}
+    out = []
+    for row in t.rows:
+        runs = [by_id[i] for c in row.cells.values() for i in c.runs if i in by_id]
+        logged = [r for r in runs if CONTAMINATION in r.metrics]
+        if row.kind != "measured":
+            out.append("")
+        elif not logged:
+            out.append("-")
+        else:
+            worst = max(logged, key=lambda r: (r.metrics[CONTAMINATION], r.metrics.get(CONTAMINATION_SHARE, 0.0)))
+            n = int(worst.metrics[CONTAMINATION])
+            out.append(f"{n} ({100 * worst.metrics.get(CONTAMINATION_SHARE, 0.0):.1f}%) !" if n else "0")
+    return out
+
+
 def table_grid(t: MainTable) -> tuple[list[str], list[list[str]]]:
     """Header and text rows, as the app shows them: `*` the column's best, `~` tied with it, `!` a
     fairness flag; the average over the test sets each row has."""

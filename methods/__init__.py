@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.errors import UserError, check_options
 from harness.registry import lookup
-from methods import dss, fdd, finetune, mi, mix, nat, nce, nt, qcrd, single_task, ul
+from methods import dss, fdd, finetune, mi, mix, nat, nce, nt, qcrd, rft, single_task, ul
 from methods.base import MethodDef
 
 METHODS: dict[str, MethodDef] = {
@@ -26,6 +26,7 @@ METHODS: dict[str, MethodDef] = {
     "nce": nce.METHOD,
     "qcrd": qcrd.METHOD,
     "fdd": fdd.METHOD,
+    "rft": rft.METHOD,
 }
 
 

@@ -4,7 +4,7 @@ the scorer instead of special cases keyed by method name."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.training import TrainContext, TrainResult
@@ -43,6 +43,9 @@ class MethodDef:
     # methods that call the teacher while training: (config, train examples) -> the calls it will
     # make, one line (shown by --dry-run before any is made)
     teacher_calls: Callable[[Any, int], str] | None = None
+    # options that make the method contract's check (harness/contract.py) quick without changing
+    # what it checks, e.g. QCRD's 500-step judge pretraining cut to a few steps
+    quick: dict[str, Any] = field(default_factory=dict)
 
     def stages_of(self, cfg: Any) -> tuple[str, ...]:
         """The methods whose trained model this one builds on, with these options."""

@@ -443,8 +443,8 @@ def passes(cfg: FDDConfig) -> float:
 
 METHOD = MethodDef(
     "fdd", FDDConfig, train, test_input, CITATION,
-    "teacher positives, then problems the teacher writes from the student's results (kept when its K answers agree)",
-    inputs=frozenset({"positives", "teacher"}),
+    "teacher positives, then problems the teacher writes from the student's results on train, checked against gold labels (kept when its K answers agree)",
+    inputs=frozenset({"gold", "positives", "teacher"}),
     passes=passes,
     plan=plan,
     teacher_calls=teacher_calls,

@@ -780,4 +780,5 @@ METHOD = MethodDef(
     passes=passes,
     stages=stages,
     plan=plan,
+    quick={"judge_pretrain_steps": 4},
 )

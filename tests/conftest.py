@@ -15,6 +15,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Hub-path tests load local folders; keep their arrow caches out of the user's ~/.cache.
 _HF_CACHE = tempfile.TemporaryDirectory(prefix="distillbench-hf-datasets-")
 os.environ["HF_DATASETS_CACHE"] = _HF_CACHE.name
+# Method-contract reports (harness/contract.py) that grids check: one folder for the whole session,
+# set before xdist starts its workers, so each method is checked once per session, not per test
+# nor into the user's ~/.cache
+if "DISTILLBENCH_CACHE" not in os.environ:
+    _CACHE = tempfile.TemporaryDirectory(prefix="distillbench-test-cache-")
+    os.environ["DISTILLBENCH_CACHE"] = _CACHE.name
 
 import pytest
 

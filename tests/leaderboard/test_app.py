@@ -66,7 +66,9 @@ def filled(tmp_path):
 
 def test_every_view_renders_and_filters_change_the_table(monkeypatch, filled):
     at = app(monkeypatch, filled.tracking_uri)
-    assert [t.label for t in at.tabs] == ["Main table", "Aggregation", "Cost", "Negative-data diagnostics", "Drill-down", "Exports"]
+    assert [t.label for t in at.tabs] == ["Main table", "Aggregation", "Cost", "Negative-data diagnostics", "Drill-down", "Exports", "Noise curves"]
+    # no grid here varies the teacher's noise: the tab says how to run one
+    assert any("no grid here has a noise axis" in i.value.lower() for i in at.tabs[6].info)
     main = frame(at, "method", "kind")
     measured = main[main["kind"] == "measured"]
     assert list(measured["method"]) == ["dss", "finetune", "qcrd"] and "svamp" in main.columns and "math500" in main.columns

@@ -90,3 +90,54 @@ def test_the_leaderboard_in_chromium(tmp_path):
         stop(proc, port)
     assert dialogs == []
     assert (shots / "leaderboard-main.png").stat().st_size > 0
+
+
+# a real grid (the pipeline, offline) over a noise axis: one method, two rates of the oracle's slips
+NOISE_GRID = [
+    "task.n_train=32", "task.n_valid=8", "task.n_test=16", "train.steps=2", "train.eval_every=2", "train.log_every=2",
+    "train.batch_size=8", "decode.max_new_tokens=6", "student.tiny.vocab_size=300", "eval.schemes=[greedy]",
+    "eval.untrained=false", "teacher.k=2", "grid.method.name=[single_task]", "grid.seed=[0]", "grid.teacher.wrong_rate=[0,0.5]",
+]  # fmt: skip
+
+
+def test_noise_curves_render_in_chromium(tmp_path, monkeypatch):
+    from playwright.sync_api import expect, sync_playwright
+
+    from harness.config import load_grid
+    from harness.grid import run_grid
+
+    monkeypatch.chdir(tmp_path)
+    shots = Path(os.environ.get("DISTILLBENCH_ARTIFACTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    store = Store(tmp_path / "store")
+    root = Path(__file__).resolve().parents[2]
+    results = run_grid(load_grid(root / "runs" / "demo.yaml", NOISE_GRID), "noisy", store, show_progress=False)
+    assert not any(r.error for r in results)
+    port = free_port()
+    proc = serve(store.root, port)
+    try:
+        wait_healthy(port, proc)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            expect(page.locator("table").first).to_be_visible(timeout=60_000)
+            page.get_by_role("tab", name="Noise curves").click()
+            # this tab's chart (the Aggregation and Cost tabs hold Vega-Lite charts too, hidden)
+            panel = page.get_by_role("tabpanel", name="Noise curves")
+            drawn = panel.locator('[data-testid="stVegaLiteChart"] svg').first
+            expect(drawn).to_be_visible(timeout=60_000)
+            # Vega drew it: an svg with a size, the axis title and the method in its own text
+            box = drawn.bounding_box()
+            assert box is not None and box["width"] > 200 and box["height"] > 150
+            expect(drawn).to_contain_text("teacher.wrong_rate", timeout=60_000)
+            assert "single_task" in drawn.text_content()
+            table = panel.locator("table").first
+            expect(table).to_be_visible(timeout=60_000)
+            text = table.inner_text()
+            assert "single_task" in text and "0%" in text and "50%" in text and "drop 0%→50%" in text
+            page.screenshot(path=str(shots / "leaderboard-noise.png"), full_page=True)
+            browser.close()
+    finally:
+        stop(proc, port)
+    assert (shots / "leaderboard-noise.png").stat().st_size > 0

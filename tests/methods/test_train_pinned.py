@@ -50,6 +50,8 @@ PINNED: dict[tuple[str, str], list[float]] = {
     # FDD: one step per round (3 steps over 3 rounds); round 1 and 2 train on D_0 + the oracle's kept problems
     ("t5", "fdd"): [5.68161, 5.37933, 4.8828],
     ("llama", "fdd"): [5.67128, 5.22815, 4.7812],
+    ("t5", "rft"): [5.69225, 5.37430, 4.88089],
+    ("llama", "rft"): [5.66984, 5.21123, 4.80439],
 }
 
 
@@ -136,6 +138,8 @@ def test_three_steps_pinned_then_reload_and_decode(student, tiny_dir, arith, met
     if os.environ.get("PIN_RECORD"):
         print(f"PIN ({family!r}, {method_name!r}): {losses!r},")
     assert all(math.isfinite(v) for v in losses)
+    if (family, method_name) not in PINNED:  # a method just added (distillbench new-method): its contract still runs
+        pytest.skip(f"no pinned losses for {method_name} on {family} yet: record them with PIN_RECORD=1 (module docstring)")
     assert losses == pytest.approx(PINNED[(family, method_name)], rel=1e-4)
 
     method = METHODS[method_name]
