@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RunSpec
-from harness.contamination import CONTAINMENT, NUM_PERM, SEED, THRESHOLD, Pair, contained, near_duplicates, summary
+from harness.contamination import (
+    CONTAINMENT,
+    MIN_CONTAINED_CHARS,
+    NUM_PERM,
+    SEED,
+    THRESHOLD,
+    Pair,
+    contained,
+    near_duplicates,
+    summary,
+)
 from harness.store import Store, atomic_write_text, content_key, read_jsonl
 from harness.types import Chain, Example
 
@@ -36,7 +46,8 @@ METRIC = "data/contamination"
 
 def settings() -> dict[str, Any]:
     """What, besides the data, determines a report (part of its key, and shown in it)."""
-    return {"format": FORMAT, "kind": KIND, "threshold": THRESHOLD, "containment": CONTAINMENT, "num_perm": NUM_PERM, "seed": SEED}
+    return {"format": FORMAT, "kind": KIND, "threshold": THRESHOLD, "containment": CONTAINMENT, "min_contained_chars": MIN_CONTAINED_CHARS,
+            "num_perm": NUM_PERM, "seed": SEED}
 
 
 def report_path(store: Store, key: str) -> Path:

@@ -15,6 +15,7 @@ import pytest
 
 from harness.contamination import (
     CONTAINMENT,
+    MIN_CONTAINED_CHARS,
     RECALL,
     THRESHOLD,
     HeldOut,
@@ -190,9 +191,13 @@ def test_containment_search_finds_what_brute_force_finds():
     for cid, c in chains:
         for tid, h in held:
             (nc, gc, xc), (nh, gh, xh) = form[c], form[h]
-            if nh in nc or (containment(gh, gc) >= CONTAINMENT and not xh - xc):
+            if len(nh) >= MIN_CONTAINED_CHARS and (nh in nc or (containment(gh, gc) >= CONTAINMENT and not xh - xc)):
                 want.add((cid, tid))
     assert got == want and len(got) > 20
+    # a short question is never searched inside chains (a coincidence, not a restated question)
+    short = [("s0", "Compute cos 180 degrees.")]
+    assert contained([("c", "We compute cos 180 degrees = -1, so the answer is -1.")], short) == []
+    assert len(contained([("c", "We compute cos 180 degrees = -1, so the answer is -1.")], short, min_chars=10)) == 1
 
 
 def test_lsh_bands_keep_the_promised_recall():

@@ -69,6 +69,7 @@ def test_the_leaderboard_in_chromium(tmp_path):
             expect(table).to_be_visible(timeout=60_000)  # waits for the element, no fixed sleep
             text = table.inner_text()
             assert "dss" in text and "finetune" in text and "svamp" in text and "reported" in text
+            assert "contam." in text  # the contamination check's column, beside the accuracy
             page.screenshot(path=str(shots / "leaderboard-main.png"), full_page=True)
 
             page.get_by_role("tab", name="Drill-down").click()
