@@ -678,7 +678,7 @@ def contract(
     failed = []
     for name in names or list(METHODS):
         get_method(name)  # a one-line error with "did you mean" for an unknown name
-        report = contracts.cached(name, lambda what: err.print(f"checking {what}", markup=False), fresh=fresh)
+        report = contracts.cached(name, lambda m: err.print(f"checking the contract of {m} ...", markup=False), fresh=fresh)
         t = Table(title=f"{name}: {'passes' if report.ok else 'FAILS'} its contract ({report.seconds:.0f} s when checked)")
         t.add_column("clause")
         t.add_column("")

@@ -184,7 +184,7 @@ def run_grid(
     finished = {job.index: run_id for job in jobs if (run_id := tracker.finished_run(cell_hash(job.spec))) is not None}
     todo = [job for job in jobs if job.index not in finished]
     if todo:  # a method that fails its contract (harness/contract.py) is refused before any work
-        contract.require(methods, lambda what: console.print(f"[dim]method contract: {escape(what)} (once per version of its code)[/]"))
+        contract.require(methods, lambda m: console.print(f"[dim]checking the method contract of {escape(m)} (once per version of its code)[/]"))
     groups: dict[str, list[CellJob]] = {}
     for job in todo:
         groups.setdefault(shared_key(job.spec), []).append(job)
