@@ -144,6 +144,16 @@ def _quote(text: str, width: int = 60) -> str:
     return repr(text if len(text) <= width else text[: width - 1] + "…")
 
 
+def held_out(spec: RunSpec, valid: Sequence[Example]) -> dict[str, list[tuple[str, str]]]:
+    """The questions a training source must not duplicate, by set: `valid`, `test` and one
+    `ood_<name>` per out-of-distribution test set (eval.test_sets)."""
+    from tasks import get_task
+
+    test = get_task(spec.task.name, **spec.task.options).load("test")
+    oods = [get_task(t.name, **t.options) for t in spec.eval.test_sets]
+    return {"valid": questions(valid), "test": questions(test), **{f"ood_{o.name}": questions(o.load("test")) for o in oods}}
+
+
 def report_for(spec: RunSpec, store: Store) -> dict[str, Any]:
     """The report of a cell's task, bank and test sets before training (cached in the store; the
     bank is built or found as the cell would)."""
@@ -167,8 +177,7 @@ def cell_report(spec: RunSpec, train: Sequence[Example], valid: Sequence[Example
     with store.lock("contamination", key):  # a second worker waits, then reads it
         if path.exists():
             return json.loads(path.read_text())
-        test = task.load("test")
-        targets = {"valid": questions(valid), "test": questions(test), **{f"ood_{o.name}": questions(o.load("test")) for o in oods}}
+        targets = held_out(spec, valid)
         sources = {"train": questions(train), "chains": chain_texts(bank)}
         report = {"key": key, "task": task.name, "bank": bank_key, "settings": settings(),
                   "sizes": {name: len(v) for name, v in {**sources, **targets}.items()}, "comparisons": compare(sources, targets)}
@@ -194,8 +203,6 @@ def generated(artifacts: Path) -> tuple[list[tuple[str, str]], list[tuple[str, s
 def generated_report(report: dict[str, Any], artifacts: Path, spec: RunSpec, valid: Sequence[Example], store: Store, key: str) -> dict[str, Any] | None:
     """The report with the generated problems' comparisons added (None when the method wrote
     none), cached under the trained checkpoint's key."""
-    from tasks import get_task
-
     qs, chains = generated(artifacts)
     if not qs:
         return None
@@ -203,9 +210,7 @@ def generated_report(report: dict[str, Any], artifacts: Path, spec: RunSpec, val
     path = report_path(store, gkey)
     if path.exists():
         return json.loads(path.read_text())
-    task = get_task(spec.task.name, **spec.task.options)
-    oods = [get_task(t.name, **t.options) for t in spec.eval.test_sets]
-    targets = {"valid": questions(valid), "test": questions(task.load("test")), **{f"ood_{o.name}": questions(o.load("test")) for o in oods}}
+    targets = held_out(spec, valid)
     sources = {"generated": qs, "generated_chains": chains}
     out = {**report, "key": gkey, "base": report["key"], "sizes": {**report["sizes"], "generated": len(qs), "generated_chains": len(chains)},
            "comparisons": {**report["comparisons"], **compare(sources, targets)}}
@@ -231,7 +236,8 @@ def log_report(log: Any, report: dict[str, Any], store: Store, step: int = 0, on
 
 def scope(spec: RunSpec) -> str:
     """What a report depends on in a spec (task, teacher, test sets): cells with equal scopes share it."""
-    return content_key({"task": spec.task.model_dump(mode="json"), "teacher": spec.teacher.model_dump(mode="json"),
+    # not teacher.noise: a noisy view's chains are the generated bank's (harness/noise.py)
+    return content_key({"task": spec.task.model_dump(mode="json"), "teacher": spec.teacher.model_dump(mode="json", exclude={"noise"}),
                         "ood": [t.model_dump(mode="json") for t in spec.eval.test_sets]})
 
 

@@ -190,27 +190,32 @@ def run_grid(
         groups.setdefault(shared_key(job.spec), []).append(job)
     failed: dict[int, CellResult] = {}
     reports: list[dict[str, Any]] = []
+
+    def fail(members: list[CellJob], what: str, e: Exception) -> None:
+        tb = traceback.format_exc()
+        console.print(f"[red]{what} of {escape(members[0].cell)} failed[/]: {escape(one_line(e))}")
+        for job in members:
+            failed[job.index] = record_failure(store, tracker, job, f"shared stage: {one_line(e)}", tb)
+
     for i, group in enumerate(groups.values(), 1):
         console.print(f"[dim]shared stages {i}/{len(groups)}: teacher bank and student of {escape(group[0].cell)}[/]")
+        try:
+            build_shared(group[0].spec, store)
+        except Exception as e:
+            fail(group, "shared stages", e)
+            if fail_fast:
+                break
+            continue
         # the contamination check of each distinct task, bank and test sets (cached in the store);
         # cells sharing a bank may differ in their test sets, so a check fails only its own cells
         scopes: dict[str, list[CellJob]] = {}
         for job in group:
             scopes.setdefault(contamination_check.scope(job.spec), []).append(job)
-        for stage, jobs_of in [(None, group), *((scope, members) for scope, members in scopes.items())]:
+        for members in scopes.values():
             try:
-                if stage is None:
-                    build_shared(group[0].spec, store)
-                else:
-                    reports.append(contamination_check.report_for(jobs_of[0].spec, store))
+                reports.append(contamination_check.report_for(members[0].spec, store))
             except Exception as e:
-                tb = traceback.format_exc()
-                what = "shared stages" if stage is None else "contamination check"
-                console.print(f"[red]{what} of {escape(jobs_of[0].cell)} failed[/]: {escape(one_line(e))}")
-                for job in jobs_of:
-                    failed[job.index] = record_failure(store, tracker, job, f"shared stage: {one_line(e)}", tb)
-                if stage is None:
-                    break
+                fail(members, "contamination check", e)
         if fail_fast and failed:
             break
     for report in {r["key"]: r for r in reports}.values():

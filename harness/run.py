@@ -201,7 +201,8 @@ def run_cell(
         # computed it before any cell trained; harness/contamination_check.py)
         from harness import contamination_check
 
-        contamination = contamination_check.cell_report(spec, train, valid, bank_key, bank, store)
+        # of the generated bank: a noisy view only moves its chains between examples and labels
+        contamination = contamination_check.cell_report(spec, train, valid, clean_key, clean, store)
         contamination_check.log_report(log, contamination, store)
         if bank:  # the share of wrong train chains: the noise a cell actually trained with
             log.metrics({"teacher/wrong_share": sum(not c.correct for c in bank) / len(bank)})
@@ -726,8 +727,9 @@ def valid_accuracy(student: Student, p: Prepared, valid: Sequence[Example]) -> f
 def held_out_questions(p: Prepared, valid: Sequence[Example]) -> list[str]:
     """Valid, test and out-of-distribution test questions: what generated training data must
     never duplicate (the only use of test questions before scoring)."""
-    sets = [valid, p.task.load("test"), *(get_task(t.name, **t.options).load("test") for t in p.spec.eval.test_sets)]
-    return [ex.question for examples in sets for ex in examples]
+    from harness.contamination_check import held_out
+
+    return [q for questions in held_out(p.spec, valid).values() for _, q in questions]
 
 
 def teacher_access(p: Prepared, valid: Sequence[Example], store: Store) -> dict[str, Any]:
