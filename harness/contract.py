@@ -237,11 +237,10 @@ def _train(setup: Setup, family: str, out: Path, kill_at: int | None = None) -> 
 # ------------------------------------------------------------------------------------ the check
 
 
-def check(method: str, work: Path | None = None, progress: Callable[[str], None] | None = None) -> Report:
+def check(method: str, work: Path | None = None) -> Report:
     """Check one registered method against every clause (see the module docstring)."""
     from harness.training import UndeclaredInput
 
-    progress = progress or (lambda what: None)
     start = time.perf_counter()
     report = Report(method, method_key(method))
     own = work is None
@@ -260,7 +259,6 @@ def check(method: str, work: Path | None = None, progress: Callable[[str], None]
             setup = _setup(method, work)
             first: dict[str, Run] = {}
             for family in FAMILIES:
-                progress(f"{method}: trains ({family})")
                 run = first[family] = _train(setup, family, work / family / "a")
                 if run.error is not None:
                     e = run.error
@@ -294,7 +292,6 @@ def check(method: str, work: Path | None = None, progress: Callable[[str], None]
             else:
                 put("reports data counts", True, ", ".join(f"{k.removeprefix('data/')} {v:g}" for k, v in sorted(counts.items())))
 
-            progress(f"{method}: deterministic")
             again = _train(setup, "llama", work / "llama" / "b")
             a = first["llama"]
             if again.error is not None or again.losses != a.losses or (again.weights, again.final) != (a.weights, a.final):
@@ -303,7 +300,6 @@ def check(method: str, work: Path | None = None, progress: Callable[[str], None]
             else:
                 put("deterministic", True)
 
-            progress(f"{method}: resumes")
             out = work / "llama" / "c"
             try:
                 _train(setup, "llama", out, kill_at=KILL_AT)
@@ -322,7 +318,6 @@ def check(method: str, work: Path | None = None, progress: Callable[[str], None]
                 else:
                     put("resumes", True, f"killed at step {KILL_AT}")
 
-            progress(f"{method}: reloads and decodes")
             put(*_reloads(setup, first["t5"], work / "t5" / "a"))
         finally:
             torch.set_num_threads(threads)
